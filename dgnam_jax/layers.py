@@ -1,0 +1,265 @@
+"""Caffe-exact layer operations on NHWC arrays.
+
+Each function reproduces what BVLC Caffe computes in the TEST phase (see ``reference/caffe.md`` §3),
+on channels-last data. Kernels are in Flax layouts: convolution ``(kh, kw, C_in/g, C_out)`` and
+deconvolution ``(kh, kw, C_out/g, C_in)``; both are ``caffe_blob.transpose(2, 3, 1, 0)``.
+
+Blobs that are not 4-D keep Caffe's axis order. :func:`to_nchw` / :func:`to_nhwc` convert at the
+Caffe boundary and :func:`caffe_axis` maps a Caffe axis onto the internal layout.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+import numpy as np
+
+Array = jax.Array
+Pair = tuple[int, int]
+_DIMS = ('NHWC', 'HWIO', 'NHWC')
+
+
+def to_nchw(x):
+  """Internal layout -> Caffe layout (only 4-D blobs differ)."""
+  return x.transpose(0, 3, 1, 2) if x.ndim == 4 else x
+
+
+def to_nhwc(x):
+  """Caffe layout -> internal layout (only 4-D blobs differ)."""
+  return x.transpose(0, 2, 3, 1) if x.ndim == 4 else x
+
+
+def caffe_axis(axis: int, ndim: int) -> int:
+  """Maps a (possibly negative) Caffe axis of an ``ndim`` blob onto the internal layout."""
+  axis = axis + ndim if axis < 0 else axis
+  if not 0 <= axis < ndim:
+    raise ValueError(f'axis {axis} out of range for a {ndim}-D blob')
+  return (0, 3, 1, 2)[axis] if ndim == 4 else axis
+
+
+def conv2d(x: Array, kernel: Array, bias: Array | None, *, stride: Pair = (1, 1),
+           pad: Pair = (0, 0), dilation: Pair = (1, 1), group: int = 1,
+           precision=None) -> Array:
+  """Caffe Convolution: symmetric zero padding, floor output size, channel groups."""
+  y = lax.conv_general_dilated(
+      x, kernel.astype(x.dtype), window_strides=stride,
+      padding=[(pad[0], pad[0]), (pad[1], pad[1])], rhs_dilation=dilation,
+      dimension_numbers=_DIMS, feature_group_count=group, precision=precision)
+  return y if bias is None else y + bias.astype(y.dtype)
+
+
+def deconv_kernel_as_conv(kernel: Array, group: int) -> Array:
+  """(kh, kw, C_out/g, C_in) deconv kernel -> the flipped HWIO kernel of the equivalent conv."""
+  kh, kw, cout_g, cin = kernel.shape
+  k = kernel.reshape(kh, kw, cout_g, group, cin // group)
+  k = k.transpose(0, 1, 4, 3, 2).reshape(kh, kw, cin // group, group * cout_g)
+  return k[::-1, ::-1]
+
+
+def deconv2d(x: Array, kernel: Array, bias: Array | None, *, stride: Pair = (1, 1),
+             pad: Pair = (0, 0), dilation: Pair = (1, 1), group: int = 1,
+             precision=None) -> Array:
+  """Caffe Deconvolution: out = s(H-1) + d(k-1) + 1 - 2p.
+
+  Computed as a correlation of the stride-dilated input with the flipped kernel, padded by
+  d(k-1)-p on both sides; this form supports groups, which ``lax.conv_transpose`` does not.
+  """
+  kh, kw = kernel.shape[:2]
+  padding = [(dilation[0] * (kh - 1) - pad[0],) * 2, (dilation[1] * (kw - 1) - pad[1],) * 2]
+  y = lax.conv_general_dilated(
+      x, deconv_kernel_as_conv(kernel.astype(x.dtype), group), window_strides=(1, 1),
+      padding=padding, lhs_dilation=stride, rhs_dilation=dilation, dimension_numbers=_DIMS,
+      feature_group_count=group, precision=precision)
+  return y if bias is None else y + bias.astype(y.dtype)
+
+
+def inner_product(x: Array, kernel: Array, bias: Array | None, precision=None) -> Array:
+  """Caffe InnerProduct on an already flattened (N, K) input with a (K, O) kernel."""
+  y = jnp.dot(x, kernel.astype(x.dtype), precision=precision)
+  return y if bias is None else y + bias.astype(y.dtype)
+
+
+def flatten_for_inner_product(x: Array, axis: int = 1) -> Array:
+  """Flattens from Caffe ``axis`` on. 4-D NHWC blobs with axis 1 flatten in (H, W, C) order.
+
+  The converter permutes InnerProduct kernels to match, so no transpose is needed at run time.
+  """
+  if x.ndim == 4 and axis == 1:
+    return x.reshape(x.shape[0], -1)
+  x = to_nchw(x)
+  return x.reshape(x.shape[:axis] + (-1,))
+
+
+def pool_output_size(size: int, kernel: int, stride: int, pad: int, ceil: bool = True) -> int:
+  """Caffe's pooled size, including the rule that drops a last window starting in the padding."""
+  span = size + 2 * pad - kernel
+  out = (-(-span // stride) if ceil else span // stride) + 1
+  if pad > 0 and (out - 1) * stride >= size + pad:
+    out -= 1
+  return out
+
+
+def _pool_geometry(x: Array, kernel: Pair, stride: Pair, pad: Pair, ceil: bool):
+  """Output sizes and the (lo, hi) padding that makes reduce_window produce exactly them."""
+  outs, pads, crops = [], [], []
+  for size, k, s, p in zip(x.shape[1:3], kernel, stride, pad):
+    out = pool_output_size(size, k, s, p, ceil)
+    hi = (out - 1) * s + k - size - p
+    outs.append(out)
+    pads.append((p, max(hi, 0)))
+    crops.append(size + min(hi, 0))  # floor mode may leave unused trailing rows
+  return outs, pads, crops
+
+
+def max_pool(x: Array, kernel: Pair, stride: Pair, pad: Pair = (0, 0), ceil: bool = True) -> Array:
+  """Caffe MAX pooling: the window is clipped to the image, so padding never wins."""
+  _, pads, crops = _pool_geometry(x, kernel, stride, pad, ceil)
+  x = x[:, :crops[0], :crops[1]]
+  return lax.reduce_window(x, -jnp.inf, lax.max, (1, *kernel, 1), (1, *stride, 1),
+                           [(0, 0), *pads, (0, 0)])
+
+
+def ave_pool_divisor(size: int, kernel: int, stride: int, pad: int, out: int) -> np.ndarray:
+  """Per-output-position AVE divisor: pad cells count, the ceil overhang past H + pad does not."""
+  starts = np.arange(out) * stride - pad
+  return (np.minimum(starts + kernel, size + pad) - starts).astype(np.float64)
+
+
+def ave_pool(x: Array, kernel: Pair, stride: Pair, pad: Pair = (0, 0), ceil: bool = True) -> Array:
+  """Caffe AVE pooling: sum over in-image pixels divided by Caffe's divisor."""
+  outs, pads, crops = _pool_geometry(x, kernel, stride, pad, ceil)
+  x = x[:, :crops[0], :crops[1]]
+  summed = lax.reduce_window(x, jnp.zeros((), x.dtype), lax.add, (1, *kernel, 1),
+                             (1, *stride, 1), [(0, 0), *pads, (0, 0)])
+  div_h = ave_pool_divisor(x.shape[1], kernel[0], stride[0], pad[0], outs[0])
+  div_w = ave_pool_divisor(x.shape[2], kernel[1], stride[1], pad[1], outs[1])
+  divisor = np.outer(div_h, div_w)[None, :, :, None]
+  return summed / jnp.asarray(divisor, x.dtype)
+
+
+def lrn_across_channels(x: Array, local_size: int, alpha: float, beta: float,
+                        k: float = 1.0) -> Array:
+  """Caffe LRN ACROSS_CHANNELS: x * (k + alpha/n * sum of squares over n channels)^-beta."""
+  half = (local_size - 1) // 2
+  sq = lax.reduce_window(x * x, jnp.zeros((), x.dtype), lax.add, (1, 1, 1, local_size),
+                         (1, 1, 1, 1), [(0, 0), (0, 0), (0, 0), (half, half)])
+  return x * (k + (alpha / local_size) * sq) ** -beta
+
+
+def lrn_within_channel(x: Array, local_size: int, alpha: float, beta: float) -> Array:
+  """Caffe LRN WITHIN_CHANNEL: a padded AVE pool of x^2 over n x n (k is ignored, as in Caffe)."""
+  half = (local_size - 1) // 2
+  mean_sq = ave_pool(x * x, (local_size,) * 2, (1, 1), (half, half))
+  return x * (1.0 + alpha * mean_sq) ** -beta
+
+
+def relu(x: Array, negative_slope: float = 0.0) -> Array:
+  """Caffe ReLU; the slope applies to x <= 0, so the gradient at 0 is the slope, as in Caffe."""
+  if negative_slope == 0.0:
+    return jnp.maximum(x, 0)
+  return jnp.where(x > 0, x, negative_slope * x)
+
+
+def softmax(x: Array, axis: int = 1) -> Array:
+  """Caffe Softmax over Caffe ``axis``."""
+  return jax.nn.softmax(x, axis=caffe_axis(axis, x.ndim))
+
+
+def batch_norm(x: Array, mean: Array, var: Array, eps: float) -> Array:
+  """Caffe BatchNorm (global stats); ``mean``/``var`` are already divided by the scale factor."""
+  shape = _channel_shape(x)
+  return (x - mean.reshape(shape)) / jnp.sqrt(var.reshape(shape) + eps)
+
+
+def _channel_shape(x: Array) -> tuple[int, ...]:
+  """Broadcast shape of a per-channel (Caffe axis 1) vector against ``x``."""
+  shape = [1] * x.ndim
+  shape[caffe_axis(1, x.ndim)] = -1
+  return tuple(shape)
+
+
+def scale(x: Array, gamma: Array, beta: Array | None, axis: int = 1) -> Array:
+  """Caffe Scale (one bottom): multiplies by ``gamma`` spanning Caffe axes [axis, axis+gamma.ndim).
+  """
+  y = to_nchw(x)
+  axis = axis + y.ndim if axis < 0 else axis
+  shape = (1,) * axis + gamma.shape + (1,) * (y.ndim - axis - gamma.ndim)
+  y = y * gamma.reshape(shape).astype(y.dtype)
+  if beta is not None:
+    y = y + beta.reshape(shape).astype(y.dtype)
+  return to_nhwc(y)
+
+
+def eltwise(xs: Sequence[Array], operation: str = 'SUM',
+            coeff: Sequence[float] = ()) -> Array:
+  """Caffe Eltwise: SUM (optional coefficients), PROD or MAX."""
+  if operation == 'SUM':
+    coeff = tuple(coeff) or (1.0,) * len(xs)
+    out = coeff[0] * xs[0] if coeff[0] != 1.0 else xs[0]
+    for c, x in zip(coeff[1:], xs[1:]):
+      out = out + (x if c == 1.0 else c * x)
+    return out
+  op = {'PROD': jnp.multiply, 'MAX': jnp.maximum}[operation]
+  out = xs[0]
+  for x in xs[1:]:
+    out = op(out, x)
+  return out
+
+
+def concat(xs: Sequence[Array], axis: int = 1) -> Array:
+  """Caffe Concat along Caffe ``axis``."""
+  return jnp.concatenate(xs, axis=caffe_axis(axis, xs[0].ndim))
+
+
+def crop(x: Array, reference_shape: Sequence[int], axis: int = 2,
+         offset: Sequence[int] = ()) -> Array:
+  """Caffe Crop: dims from ``axis`` on take the reference blob's size (Caffe order shape)."""
+  y = to_nchw(x)
+  axis = axis + y.ndim if axis < 0 else axis
+  index = []
+  for i in range(y.ndim):
+    if i < axis:
+      index.append(slice(None))
+      continue
+    off = offset[0] if len(offset) == 1 else (offset[i - axis] if offset else 0)
+    if off + reference_shape[i] > y.shape[i]:
+      raise ValueError(f'crop of axis {i} ({off}+{reference_shape[i]}) exceeds {y.shape[i]}')
+    index.append(slice(off, off + reference_shape[i]))
+  return to_nhwc(y[tuple(index)])
+
+
+def reshape(x: Array, shape: Sequence[int], axis: int = 0, num_axes: int = -1) -> Array:
+  """Caffe Reshape (0 copies a dim, -1 infers one) in Caffe order.
+
+  A positive leading dim of a reshape that spans axis 0 is read as the batch size: deploy
+  prototxts hard-code their batch (the DeePSim generator says 1), and nets here run any batch.
+  """
+  y = to_nchw(x)
+  axis = axis + y.ndim + 1 if axis < 0 else axis
+  end = y.ndim if num_axes == -1 else axis + num_axes
+  dims = list(shape)
+  for i, d in enumerate(dims):
+    if d == 0:
+      dims[i] = y.shape[axis + i]
+  if axis == 0 and dims and dims[0] > 0:
+    dims[0] = y.shape[0]
+  new_shape = tuple(y.shape[:axis]) + tuple(dims) + tuple(y.shape[end:])
+  if -1 in new_shape:
+    known = math.prod(d for d in new_shape if d != -1)
+    new_shape = tuple(math.prod(y.shape) // known if d == -1 else d for d in new_shape)
+  if math.prod(new_shape) != math.prod(y.shape):
+    raise ValueError(f'cannot reshape {tuple(y.shape)} to {new_shape}')
+  return to_nhwc(y.reshape(new_shape))
+
+
+def flatten(x: Array, axis: int = 1, end_axis: int = -1) -> Array:
+  """Caffe Flatten of Caffe axes [axis, end_axis]."""
+  y = to_nchw(x)
+  axis = axis + y.ndim if axis < 0 else axis
+  end_axis = end_axis + y.ndim if end_axis < 0 else end_axis
+  new_shape = y.shape[:axis] + (-1,) + y.shape[end_axis + 1:]
+  return to_nhwc(y.reshape(new_shape))
