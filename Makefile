@@ -23,6 +23,7 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_convert.py
+	$(BIN)/python benchmarks/bench_caffe_decode.py
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache

@@ -141,7 +141,7 @@ def expected_param_shapes(module, metadata: Mapping[str, Any]) -> dict:
     inputs[spec['name']] = jax.ShapeDtypeStruct(shape, jnp.float32)
   arg = inputs if isinstance(module, nets.CaffeGraph) else next(iter(inputs.values()))
   variables = jax.eval_shape(module.init, jax.random.PRNGKey(0), arg)
-  return jax.tree.map(lambda s: tuple(s.shape), variables['params'])
+  return jax.tree.map(lambda s: tuple(s.shape), variables.get('params', {}))
 
 
 def _tree_diff(expected: Mapping, got: Mapping) -> str:

@@ -35,7 +35,7 @@ def abstract_inputs(netdef: NetDef, batch: int | None = None) -> dict[str, jax.S
 def shapes(netdef: NetDef, batch: int | None = None):
   """(param shapes, blob shapes in Caffe order) of ``netdef`` without computing anything."""
   module, inputs = CaffeGraph(netdef), abstract_inputs(netdef, batch)
-  params = jax.eval_shape(module.init, jax.random.PRNGKey(0), inputs)['params']
+  params = jax.eval_shape(module.init, jax.random.PRNGKey(0), inputs).get('params', {})
   outs = jax.eval_shape(module.apply, {'params': params}, inputs)
   blobs = {k: _caffe_shape(v.shape) for k, v in outs.blobs.items()}
   return jax.tree.map(lambda s: tuple(s.shape), params), blobs

@@ -130,9 +130,25 @@ def _crop_offsets(param: nd.CropParam, ndim: int) -> tuple[int, list[int]]:
   return axis, offsets
 
 
+# Parameters that may be left out of a layer (all their fields have defaults).
+_DEFAULT_PARAMS = {
+    'ReLU': nd.ReLUParam, 'Dropout': nd.DropoutParam, 'Softmax': nd.SoftmaxParam,
+    'Concat': nd.ConcatParam, 'Eltwise': nd.EltwiseParam, 'BatchNorm': nd.BatchNormParam,
+    'Scale': nd.ScaleParam, 'Flatten': nd.FlattenParam, 'Crop': nd.CropParam,
+    'LRN': nd.LRNParam, 'Pooling': nd.PoolingParam,
+}
+
+
+def _param(layer: nd.LayerDef):
+  """The layer's typed parameters, with Caffe's defaults where the layer gives none."""
+  if isinstance(layer.param, nd.NoParam) and layer.type in _DEFAULT_PARAMS:
+    return _DEFAULT_PARAMS[layer.type]()
+  return layer.param
+
+
 def _output_shapes(layer: nd.LayerDef, bottoms: Sequence[Shape]) -> list[Shape]:
   """Shape of every top of ``layer`` given its bottom shapes (not used for Input)."""
-  t, p = layer.type, layer.param
+  t, p = layer.type, _param(layer)
   if t in ('ReLU', 'Dropout', 'BatchNorm', 'Scale', 'LRN', 'Softmax'):
     return [bottoms[0]]
   if t == 'Split':
@@ -184,7 +200,7 @@ def _output_shapes(layer: nd.LayerDef, bottoms: Sequence[Shape]) -> list[Shape]:
 
 def _layer_blob_shapes(layer: nd.LayerDef, bottoms: Sequence[Shape]) -> list[Shape]:
   """Canonical shapes of a layer's parameter blobs, in Caffe's blob order."""
-  t, p = layer.type, layer.param
+  t, p = layer.type, _param(layer)
   if t in ('Convolution', 'Deconvolution'):
     c_in = bottoms[0][1]
     if c_in % p.group or p.num_output % p.group:
@@ -440,7 +456,7 @@ def scale(x, scale_blob, bias, axis):
 
 def _run_layer(layer: nd.LayerDef, xs: list[np.ndarray], blobs: list[np.ndarray]
                ) -> list[np.ndarray]:
-  t, p = layer.type, layer.param
+  t, p = layer.type, _param(layer)
   if t == 'Convolution' or t == 'Deconvolution':
     if p.axis != 1:
       raise NotImplementedError(f'{layer.name}: convolution axis {p.axis}')

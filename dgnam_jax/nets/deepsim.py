@@ -24,8 +24,9 @@ _SLOPE = 0.3
 _TRUNK = (('deconv5', 256, 4, 2), ('conv5_1', 512, 3, 1), ('deconv4', 256, 4, 2),
           ('conv4_1', 256, 3, 1), ('deconv3', 128, 4, 2), ('conv3_1', 128, 3, 1),
           ('deconv2', 64, 4, 2), ('deconv1', 32, 4, 2), ('deconv0', 3, 4, 2))
-# (name, pad) of the pool5 generator's extra 3x3 convolutions.
-_POOL5_CONVS = (('Rconv6', 1), ('Rconv7', 1), ('Rconv8', 0))
+# (name, ReLU name, pad) of the pool5 generator's extra 3x3 convolutions (names as in
+# synthesizing/nets/upconv/pool5/generator.prototxt).
+_POOL5_CONVS = (('Rconv6', 'Rrelu6', 1), ('Rconv7', 'Rrelu7', 1), ('Rconv8', 'Rrelu8', 0))
 CODE_SHAPES = {'fc6': (4096,), 'fc7': (4096,), 'pool5': (256, 6, 6)}  # Caffe (C, H, W) order
 
 
@@ -51,9 +52,9 @@ class DeePSimGenerator(nn.Module):
     rec.blobs['feat'] = x = feat
     try:
       if self.variant == 'pool5':
-        for name, pad in _POOL5_CONVS:
+        for name, relu, pad in _POOL5_CONVS:
           x = rec.add(name, name, modules.Conv(512, (3, 3), pad=(pad, pad), name=name, **kw)(x))
-          x = rec.add(f'relu_{name}', name, L.relu(x, _SLOPE))
+          x = rec.add(relu, name, L.relu(x, _SLOPE))
       else:
         for name in ('defc7', 'defc6', 'defc5'):
           x = rec.add(name, name, modules.InnerProduct(4096, name=name, **kw)(x))
