@@ -130,3 +130,30 @@ def test_full_size_matches_float64_reference(name):
     err = _rel_err(layers.to_nchw(np.asarray(value)), want[key])
     assert err <= 1e-4, (key, err)
   assert math.prod(want['deconv0' if 'deepsim' in name else 'prob'].shape) > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name,version', [('caffenet', 'V1'), ('caffenet', 'V2'),
+                                          ('googlenet', 'V1'), ('googlenet', 'V2'),
+                                          ('resnet50', 'V2'), ('deepsim_fc6', 'V2'),
+                                          ('places205', 'V1')])
+def test_full_size_round_trip_through_caffemodel(tmp_path, name, version):
+  """Random params -> caffemodel (V1 legacy dims or V2 BlobShape) -> converter -> same params."""
+  from dgnam_jax import load_checkpoint
+  from dgnam_jax.caffe import write_caffemodel
+  from dgnam_jax.from_caffe import ConvertOptions, convert_caffe
+  netdef = _netdef(name)
+  pshapes, _ = convert.shapes(netdef)
+  rng = np.random.default_rng(0)
+  params = jax.tree.map(lambda s: rng.standard_normal(s, np.float32), pshapes,
+                        is_leaf=lambda s: isinstance(s, tuple))
+  proto, model = tmp_path / 'deploy.prototxt', tmp_path / 'm.caffemodel'
+  proto.write_text(nets.prototxt_text(name))
+  write_caffemodel(str(model), netdef, convert.flax_to_caffe(netdef, params), version=version,
+                   legacy_dims=version == 'V1')
+  ckpt = convert_caffe(str(proto), str(model), str(tmp_path / 'ckpt'), ConvertOptions(net=name))
+  _, restored, meta = load_checkpoint(ckpt)
+  assert meta['net'] == name
+  assert jax.tree.structure(restored) == jax.tree.structure(params)
+  for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(params), jax.tree.leaves(restored)):
+    np.testing.assert_array_equal(a, np.asarray(b), err_msg=str(path))
