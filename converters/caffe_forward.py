@@ -18,7 +18,7 @@ from absl import app
 from absl import flags
 import numpy as np
 
-from dgnam_jax import checkpoint
+from converters import _cli
 from dgnam_jax.from_caffe import caffe_forward
 
 _CHECKPOINT = flags.DEFINE_string('checkpoint', None, 'Checkpoint directory (caffe_to_orbax).')
@@ -42,18 +42,17 @@ def _save_npz_atomically(path: str, arrays: dict) -> None:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  try:
-    with np.load(_INPUTS.value, allow_pickle=False) as z:
-      inputs = {k[3:]: z[k] for k in z.files if k.startswith('in_')}
-    if not inputs:
-      raise ValueError(f'{_INPUTS.value} holds no in_<name> arrays')
-    blobs = caffe_forward(_CHECKPOINT.value, inputs, _PRECISION.value)
-    _save_npz_atomically(_OUT.value, {f'blob_{k}': v for k, v in blobs.items()})
-  except (checkpoint.CheckpointError, OSError, ValueError, KeyError) as e:
-    print(f'caffe_forward: error: {e}', file=sys.stderr)
-    return 1
-  print(f'wrote {len(blobs)} blobs to {_OUT.value}')
-  return 0
+  return _cli.run('caffe_forward', _forward)
+
+
+def _forward() -> str:
+  with np.load(_INPUTS.value, allow_pickle=False) as z:
+    inputs = {k[3:]: z[k] for k in z.files if k.startswith('in_')}
+  if not inputs:
+    raise ValueError(f'{_INPUTS.value} holds no in_<name> arrays')
+  blobs = caffe_forward(_CHECKPOINT.value, inputs, _PRECISION.value)
+  _save_npz_atomically(_OUT.value, {f'blob_{k}': v for k, v in blobs.items()})
+  return f'wrote {len(blobs)} blobs to {_OUT.value}'
 
 
 if __name__ == '__main__':

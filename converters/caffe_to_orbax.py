@@ -22,8 +22,8 @@ import sys
 from absl import app
 from absl import flags
 
-from dgnam_jax import checkpoint, nets
-from dgnam_jax.caffe.netdef import CaffeFormatError
+from converters import _cli
+from dgnam_jax import nets
 from dgnam_jax.from_caffe import ConvertOptions, convert_caffe
 
 _PROTOTXT = flags.DEFINE_string('prototxt', None, 'Deploy prototxt (V0, V1 or V2 text).')
@@ -50,13 +50,8 @@ def main(argv):
   options = ConvertOptions(net=_NET.value, mean=_MEAN.value, class_names=_CLASS_NAMES.value,
                            bounds=_BOUNDS.value, channel_order=_CHANNEL_ORDER.value,
                            pixel_scale=_PIXEL_SCALE.value)
-  try:
-    path = convert_caffe(_PROTOTXT.value, _CAFFEMODEL.value, _OUT.value, options)
-  except (CaffeFormatError, checkpoint.CheckpointError, OSError, ValueError) as e:
-    print(f'caffe_to_orbax: error: {e}', file=sys.stderr)
-    return 1
-  print(f'wrote {path}')
-  return 0
+  return _cli.run('caffe_to_orbax', lambda: 'wrote ' + convert_caffe(
+      _PROTOTXT.value, _CAFFEMODEL.value, _OUT.value, options))
 
 
 if __name__ == '__main__':
