@@ -119,8 +119,9 @@ def max_pool(x: Array, kernel: Pair, stride: Pair, pad: Pair = (0, 0), ceil: boo
   """Caffe MAX pooling: the window is clipped to the image, so padding never wins."""
   _, pads, crops = _pool_geometry(x, kernel, stride, pad, ceil)
   x = x[:, :crops[0], :crops[1]]
-  return lax.reduce_window(x, -jnp.inf, lax.max, (1, *kernel, 1), (1, *stride, 1),
-                           [(0, 0), *pads, (0, 0)])
+  # Constant (numpy) init values let JAX recognise the monoid, so the pool is differentiable.
+  return lax.reduce_window(x, np.array(-np.inf, x.dtype), lax.max, (1, *kernel, 1),
+                           (1, *stride, 1), [(0, 0), *pads, (0, 0)])
 
 
 def ave_pool_divisor(size: int, kernel: int, stride: int, pad: int, out: int) -> np.ndarray:
@@ -133,7 +134,7 @@ def ave_pool(x: Array, kernel: Pair, stride: Pair, pad: Pair = (0, 0), ceil: boo
   """Caffe AVE pooling: sum over in-image pixels divided by Caffe's divisor."""
   outs, pads, crops = _pool_geometry(x, kernel, stride, pad, ceil)
   x = x[:, :crops[0], :crops[1]]
-  summed = lax.reduce_window(x, jnp.zeros((), x.dtype), lax.add, (1, *kernel, 1),
+  summed = lax.reduce_window(x, np.zeros((), x.dtype), lax.add, (1, *kernel, 1),
                              (1, *stride, 1), [(0, 0), *pads, (0, 0)])
   div_h = ave_pool_divisor(x.shape[1], kernel[0], stride[0], pad[0], outs[0])
   div_w = ave_pool_divisor(x.shape[2], kernel[1], stride[1], pad[1], outs[1])
@@ -145,7 +146,7 @@ def lrn_across_channels(x: Array, local_size: int, alpha: float, beta: float,
                         k: float = 1.0) -> Array:
   """Caffe LRN ACROSS_CHANNELS: x * (k + alpha/n * sum of squares over n channels)^-beta."""
   half = (local_size - 1) // 2
-  sq = lax.reduce_window(x * x, jnp.zeros((), x.dtype), lax.add, (1, 1, 1, local_size),
+  sq = lax.reduce_window(x * x, np.zeros((), x.dtype), lax.add, (1, 1, 1, local_size),
                          (1, 1, 1, 1), [(0, 0), (0, 0), (0, 0), (half, half)])
   return x * (k + (alpha / local_size) * sq) ** -beta
 

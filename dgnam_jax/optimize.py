@@ -1,0 +1,222 @@
+"""DGN-AM: optimise generator codes so that the generated image maximises a classifier unit.
+
+One step is exactly the authors' ``act_max.py`` iteration (``reference/original.md`` §2.4):
+
+1. ``x0 = G(h)``; crop it to the classifier input; ``a`` = the target activation (recorded: the
+   image returned is the one drawn in the *last* iteration, before its update).
+2. ``g = da/dx``. NaN or zero ``|g|``: no image step. Otherwise the image diff is
+   ``lr_i * g / mean|g|`` inside the crop, zero outside.
+3. ``gh = J_G^T diff``. NaN or zero ``|gh|``: no code step. Otherwise
+   ``h += lr_i * gh / mean|gh|``.
+4. ``h = clip(h, lower, upper)``, then ``h *= L2`` when ``0 < L2 < 1``.
+5. Stop (that neuron) when either gradient norm was exactly zero.
+
+``lr_i = lr + (lr_end - lr) * i / iters`` for i = 0 .. iters-1 (``lr_end < 0`` means ``lr``).
+Everything is per neuron: one neuron's step is written, then ``jax.vmap``-ed, so the mean-|g|
+normalisation never mixes neurons. Requests run in fixed-size batches (padded and masked), so a
+unit's result is bitwise the same whatever batch, chunk or device it ran in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, PartitionSpec as P
+
+from dgnam_jax import targets as targets_lib
+from dgnam_jax.pipeline import Pipeline
+from dgnam_jax.targets import Objective, Target
+
+
+@flax.struct.dataclass
+class Hyper:
+  """Per-request (traced) step settings, each of shape (N,) when batched."""
+  lr: jax.Array
+  lr_end: jax.Array
+  l2: jax.Array
+
+
+def make_hyper(n: int, lr: float = 8.0, lr_end: float = 1e-10, l2: float = 0.99) -> Hyper:
+  """N identical rows of step settings (the defaults are the original's CaffeNet settings)."""
+  full = lambda v: jnp.full((n,), v, jnp.float32)
+  return Hyper(lr=full(lr), lr_end=full(lr_end), l2=full(l2))
+
+
+@dataclasses.dataclass
+class OptimizeResult:
+  """What :func:`optimize_codes` returns (numpy arrays, one row per request).
+
+  Attributes:
+    codes: the code that drew each returned image (the original's last generator input).
+    final_codes: the code after the last update (to continue a run).
+    images: the returned images, cropped to the classifier input, generator space (Caffe: BGR,
+      mean subtracted), (N, H, W, C).
+    activations: the target's value on the returned image (the original's ``best_act``).
+    initial_activations: the target's value on the first image (iteration 0).
+    trajectory: (N, iters) activation at every iteration (repeats the last value after a stop).
+    iterations: (N,) number of iterations each neuron ran (< iters after an early stop).
+    snapshots: optional (N, iters // snapshot_every, *code) codes every ``snapshot_every`` steps.
+  """
+  codes: np.ndarray
+  final_codes: np.ndarray
+  images: np.ndarray
+  activations: np.ndarray
+  initial_activations: np.ndarray
+  trajectory: np.ndarray
+  iterations: np.ndarray
+  snapshots: np.ndarray | None = None
+
+
+def _normalized(g: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """(g / mean|g|, ||g||), with 0 for a NaN or zero gradient (no step, as the original)."""
+  norm = jnp.sqrt(jnp.sum(jnp.square(g)))
+  ok = jnp.isfinite(norm) & (norm > 0)
+  scaled = g / jnp.where(ok, jnp.mean(jnp.abs(g)), 1.0)
+  return jnp.where(ok, scaled, 0.0), norm
+
+
+def dgnam_step(pipe: Pipeline, objective: Objective, gen_params, clf_params, h: jax.Array,
+               target: Target, lr_i: jax.Array, l2: jax.Array, lower: jax.Array,
+               upper: jax.Array):
+  """One DGN-AM iteration for ONE code ``h`` (no batch axis).
+
+  Returns:
+    (new code, activation of the image drawn from ``h``, stop flag).
+  """
+  x0, gen_vjp = jax.vjp(lambda c: pipe.generate(gen_params, c[None])[0], h)
+  xc, crop_vjp = jax.vjp(pipe.to_classifier, x0)
+
+  def act_fn(x):
+    return targets_lib.activation(pipe.classify(clf_params, x[None]), target, objective)
+
+  act, g = jax.value_and_grad(act_fn)(xc)
+  step_img, g_norm = _normalized(g)
+  (diff,) = crop_vjp(lr_i * step_img)  # the original pastes the stepped crop back into x0
+  (gh,) = gen_vjp(diff)
+  step_h, gh_norm = _normalized(gh)
+  new_h = h + lr_i * step_h
+  new_h = jnp.clip(new_h, lower, upper)
+  new_h = jnp.where((l2 > 0) & (l2 < 1), new_h * l2, new_h)
+  return new_h, act, (g_norm == 0) | (gh_norm == 0)
+
+
+def _optimize_one(pipe, objective, iters, snapshot_every, gen_params, clf_params, h0, target,
+                  hyper, lower, upper):
+  """The whole loop for one neuron (vmapped by the caller)."""
+  lr_end = jnp.where(hyper.lr_end < 0, hyper.lr, hyper.lr_end)
+
+  def body(carry, i):
+    h, drawn, act_last, active, count = carry
+    lr_i = hyper.lr + (lr_end - hyper.lr) * i.astype(jnp.float32) / iters
+    new_h, act, stop = dgnam_step(pipe, objective, gen_params, clf_params, h, target, lr_i,
+                                  hyper.l2, lower, upper)
+    drawn = jnp.where(active, h, drawn)
+    act_last = jnp.where(active, act, act_last)
+    h = jnp.where(active, new_h, h)
+    count = count + active.astype(jnp.int32)
+    active = active & ~stop
+    return (h, drawn, act_last, active, count), (act_last, h)
+
+  init = (h0, h0, jnp.zeros((), jnp.float32), jnp.ones((), bool), jnp.zeros((), jnp.int32))
+  (h, drawn, act, _, count), (traj, hs) = jax.lax.scan(body, init, jnp.arange(iters))
+  out = dict(codes=drawn, final_codes=h, activations=act, initial_activations=traj[0],
+             trajectory=traj, iterations=count)
+  if snapshot_every:
+    out['snapshots'] = hs[snapshot_every - 1::snapshot_every]
+  return out
+
+
+def _optimize_rows(pipe, objective, iters, snapshot_every, gen_params, clf_params, codes0,
+                   targets, hyper, lower, upper):
+  """vmap over the rows of one device's batch, then draw the returned images."""
+  run = functools.partial(_optimize_one, pipe, objective, iters, snapshot_every, gen_params,
+                          clf_params)
+  out = jax.vmap(run, in_axes=(0, 0, 0, None, None))(codes0, targets, hyper, lower, upper)
+  images = pipe.generate(gen_params, out['codes'])
+  out['images'] = jax.vmap(pipe.to_classifier)(images)
+  return out
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled(pipe, objective, iters, snapshot_every, mesh):
+  fn = functools.partial(_optimize_rows, pipe, objective, iters, snapshot_every)
+  if mesh is not None:
+    rows, rep = P('neurons'), P()
+    fn = jax.shard_map(fn, mesh=mesh, in_specs=(rep, rep, rows, rows, rows, rep, rep),
+                       out_specs=rows)
+  return jax.jit(fn)
+
+
+def default_mesh() -> Mesh | None:
+  """A 1-D ('neurons',) mesh over all devices, or None on a single device."""
+  if jax.device_count() == 1:
+    return None
+  return jax.make_mesh((jax.device_count(),), ('neurons',))
+
+
+def _rows(tree, index):
+  return jax.tree.map(lambda a: a[index], tree)
+
+
+def optimize_codes(pipe: Pipeline, gen_params, clf_params, codes0, targets: Target,
+                   hyper: Hyper, lower, upper, *, objective: Objective, iters: int = 200,
+                   batch_per_device: int = 8, mesh: Mesh | None | str = 'auto',
+                   snapshot_every: int = 0,
+                   on_batch: Callable[[int, int], None] | None = None) -> OptimizeResult:
+  """Runs DGN-AM for N requests at once.
+
+  Args:
+    pipe: the generator/classifier pair (static).
+    gen_params, clf_params: parameter trees (jit arguments, never closed over).
+    codes0: (N, *code_shape) initial codes (see :mod:`dgnam_jax.codes`).
+    targets: N stacked :class:`Target` rows (see :func:`dgnam_jax.targets.make_targets`).
+    hyper: N rows of lr, lr_end, L2 (see :func:`make_hyper`).
+    lower, upper: code bounds, broadcastable to ``code_shape`` (use -inf/inf for none).
+    objective: static :class:`Objective` (layer, unit kind, logit/softmax, blend).
+    iters: number of iterations (static).
+    batch_per_device: rows per device per compiled call. Every batch has exactly this shape
+      (the last one is padded), which is what makes results independent of N and chunking.
+    mesh: 'auto' (all devices), None (one device) or a 1-D Mesh with axis 'neurons'.
+    snapshot_every: also return the code every this many iterations (0: no snapshots).
+    on_batch: called as ``on_batch(rows_done, rows_total)`` after each batch (progress).
+
+  Returns:
+    An :class:`OptimizeResult` with numpy arrays of N rows.
+
+  Example:
+    >>> result = optimize_codes(pipe, gp, cp, codes0, make_targets([643]), make_hyper(1),
+    ...                         0.0, bounds, objective=Objective('fc8'))  # doctest: +SKIP
+  """
+  if mesh == 'auto':
+    mesh = default_mesh()
+  devices = 1 if mesh is None else mesh.devices.size
+  batch = batch_per_device * devices
+  codes0 = jnp.asarray(codes0, jnp.float32)
+  n = codes0.shape[0]
+  if tuple(codes0.shape[1:]) != tuple(pipe.code_shape):
+    raise ValueError(f'codes have shape {codes0.shape[1:]}, the generator takes '
+                     f'{pipe.code_shape}')
+  if not bool(jnp.isfinite(codes0).all()):
+    raise ValueError('initial codes contain NaN or inf')
+  lower = jnp.broadcast_to(jnp.asarray(lower, jnp.float32), pipe.code_shape)
+  upper = jnp.broadcast_to(jnp.asarray(upper, jnp.float32), pipe.code_shape)
+  fn = _compiled(pipe, objective, iters, snapshot_every, mesh)
+  parts = []
+  for start in range(0, n, batch):
+    idx = np.arange(start, start + batch)
+    idx = np.where(idx < n, idx, start)  # pad with copies of the first row; dropped below
+    out = fn(gen_params, clf_params, codes0[idx], _rows(targets, idx), _rows(hyper, idx),
+             lower, upper)
+    keep = min(batch, n - start)
+    parts.append(jax.tree.map(lambda a: np.asarray(a[:keep]), out))
+    if on_batch is not None:
+      on_batch(start + keep, n)
+  merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+  return OptimizeResult(**merged)
+
