@@ -25,6 +25,7 @@ class ConvertOptions:
   mean: str | None = None
   class_names: str | None = None
   bounds: str | None = None
+  bounds_k: float = 3.0  # the multiple of std the bounds file encodes (act_range/3x: 3)
   channel_order: str = 'BGR'
   pixel_scale: float = 255.0
 
@@ -151,7 +152,8 @@ def _metadata(netdef: NetDef, blob_shapes: dict, text: str, prototxt: str, caffe
         raise CaffeFormatError(f'{o.bounds}: {bounds.size} bounds for a code of shape '
                                f'{code_shape}')
       arrays['bounds'] = bounds.reshape(code_shape)
-      meta['generator']['bounds_file'] = 'bounds.npy'
+      meta['generator'].update(bounds_file='bounds.npy', bounds_kind='upper',
+                               bounds_k=o.bounds_k)
   elif o.bounds:
     raise CaffeFormatError(f'{o.bounds}: bounds only apply to a generator (--net=deepsim_*)')
   return meta, arrays

@@ -148,8 +148,10 @@ def _compiled(pipe, objective, iters, snapshot_every, mesh):
   fn = functools.partial(_optimize_rows, pipe, objective, iters, snapshot_every)
   if mesh is not None:
     rows, rep = P('neurons'), P()
+    # check_vma=False: the scan carry starts from per-row constants (zeros, True) that are not
+    # marked as varying over 'neurons', which the manual-axis type check rejects.
     fn = jax.shard_map(fn, mesh=mesh, in_specs=(rep, rep, rows, rows, rows, rep, rep),
-                       out_specs=rows)
+                       out_specs=rows, check_vma=False)
   return jax.jit(fn)
 
 
@@ -157,7 +159,10 @@ def default_mesh() -> Mesh | None:
   """A 1-D ('neurons',) mesh over all devices, or None on a single device."""
   if jax.device_count() == 1:
     return None
-  return jax.make_mesh((jax.device_count(),), ('neurons',))
+  # Auto axes: jax.make_mesh defaults to Explicit axes, under which shard_map rejects the
+  # unsharded row arrays that optimize_codes passes in.
+  return jax.make_mesh((jax.device_count(),), ('neurons',),
+                       axis_types=(jax.sharding.AxisType.Auto,))
 
 
 def _rows(tree, index):
