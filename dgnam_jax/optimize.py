@@ -13,8 +13,13 @@ One step is exactly the authors' ``act_max.py`` iteration (``reference/original.
 
 ``lr_i = lr + (lr_end - lr) * i / iters`` for i = 0 .. iters-1 (``lr_end < 0`` means ``lr``).
 Everything is per neuron: one neuron's step is written, then ``jax.vmap``-ed, so the mean-|g|
-normalisation never mixes neurons. Requests run in fixed-size batches (padded and masked), so a
-unit's result is bitwise the same whatever batch, chunk or device it ran in.
+normalisation never mixes neurons.
+
+Determinism. XLA's CPU kernels may round a row differently depending on its *slot* in a batch
+(~1e-6, which 200 chaotic steps amplify), though never on the other rows' values. So every
+compiled call has the same shape (``batch_per_device`` rows per device, padded), and a request
+always runs in the slot given by its key (by default its unit; the sweep uses unit + seed): its
+result is bitwise the same whatever else ran with it, whatever the chunking and device count.
 """
 
 from __future__ import annotations
@@ -169,10 +174,29 @@ def _rows(tree, index):
   return jax.tree.map(lambda a: a[index], tree)
 
 
+def pack_slots(slot_keys: np.ndarray, batch: int, devices: int = 1) -> list[np.ndarray]:
+  """Row indices per compiled call (-1: padding): row i always sits at local slot key % batch.
+
+  Each call holds ``devices * batch`` rows (device-major); the local slot, not the device, is what
+  decides a row's rounding, so any device may take it.
+  """
+  slots = np.asarray(slot_keys, np.int64) % batch
+  queues = [np.flatnonzero(slots == s) for s in range(batch)]
+  calls = -(-max(len(q) for q in queues) // devices)
+  out = []
+  for c in range(calls):
+    idx = np.full((devices, batch), -1, np.int64)
+    for s, q in enumerate(queues):
+      part = q[c * devices:(c + 1) * devices]
+      idx[:len(part), s] = part
+    out.append(idx.reshape(-1))
+  return out
+
+
 def optimize_codes(pipe: Pipeline, gen_params, clf_params, codes0, targets: Target,
                    hyper: Hyper, lower, upper, *, objective: Objective, iters: int = 200,
                    batch_per_device: int = 8, mesh: Mesh | None | str = 'auto',
-                   snapshot_every: int = 0,
+                   snapshot_every: int = 0, slot_keys=None,
                    on_batch: Callable[[int, int], None] | None = None) -> OptimizeResult:
   """Runs DGN-AM for N requests at once.
 
@@ -185,10 +209,12 @@ def optimize_codes(pipe: Pipeline, gen_params, clf_params, codes0, targets: Targ
     lower, upper: code bounds, broadcastable to ``code_shape`` (use -inf/inf for none).
     objective: static :class:`Objective` (layer, unit kind, logit/softmax, blend).
     iters: number of iterations (static).
-    batch_per_device: rows per device per compiled call. Every batch has exactly this shape
-      (the last one is padded), which is what makes results independent of N and chunking.
+    batch_per_device: rows per device per compiled call. Every call has exactly this shape
+      (padded), which with ``slot_keys`` makes results independent of N, chunking and devices.
     mesh: 'auto' (all devices), None (one device) or a 1-D Mesh with axis 'neurons'.
     snapshot_every: also return the code every this many iterations (0: no snapshots).
+    slot_keys: (N,) ints; row i always runs in batch slot ``slot_keys[i] % batch_per_device``.
+      Give equal keys to requests that must reproduce each other bitwise (default: the unit).
     on_batch: called as ``on_batch(rows_done, rows_total)`` after each batch (progress).
 
   Returns:
@@ -201,7 +227,6 @@ def optimize_codes(pipe: Pipeline, gen_params, clf_params, codes0, targets: Targ
   if mesh == 'auto':
     mesh = default_mesh()
   devices = 1 if mesh is None else mesh.devices.size
-  batch = batch_per_device * devices
   codes0 = jnp.asarray(codes0, jnp.float32)
   n = codes0.shape[0]
   if tuple(codes0.shape[1:]) != tuple(pipe.code_shape):
@@ -212,16 +237,21 @@ def optimize_codes(pipe: Pipeline, gen_params, clf_params, codes0, targets: Targ
   lower = jnp.broadcast_to(jnp.asarray(lower, jnp.float32), pipe.code_shape)
   upper = jnp.broadcast_to(jnp.asarray(upper, jnp.float32), pipe.code_shape)
   fn = _compiled(pipe, objective, iters, snapshot_every, mesh)
-  parts = []
-  for start in range(0, n, batch):
-    idx = np.arange(start, start + batch)
-    idx = np.where(idx < n, idx, start)  # pad with copies of the first row; dropped below
-    out = fn(gen_params, clf_params, codes0[idx], _rows(targets, idx), _rows(hyper, idx),
+  if slot_keys is None:
+    slot_keys = np.asarray(targets.unit)
+  merged, done = {}, 0
+  for idx in pack_slots(np.asarray(slot_keys), batch_per_device, devices):
+    real = idx >= 0
+    src = np.where(real, idx, idx[real][0])  # padding repeats a real row; dropped below
+    out = fn(gen_params, clf_params, codes0[src], _rows(targets, src), _rows(hyper, src),
              lower, upper)
-    keep = min(batch, n - start)
-    parts.append(jax.tree.map(lambda a: np.asarray(a[:keep]), out))
+    for key, value in out.items():
+      value = np.asarray(value)
+      if key not in merged:
+        merged[key] = np.zeros((n,) + value.shape[1:], value.dtype)
+      merged[key][idx[real]] = value[real]
+    done += int(real.sum())
     if on_batch is not None:
-      on_batch(start + keep, n)
-  merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+      on_batch(done, n)
   return OptimizeResult(**merged)
 

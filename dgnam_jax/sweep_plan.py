@@ -1,0 +1,362 @@
+"""Everything a sweep decides before it runs: settings, nets, requests, bounds, initial codes.
+
+:func:`plan_sweep` checks every request against the nets and reads every input file, and writes
+nothing, so a bad request fails before any work starts and before ``--out`` is touched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dgnam_jax import checkpoint, codes, images, nets, report, targets, units as units_lib
+from dgnam_jax.pipeline import Pipeline, code_shape_internal, codes_from_caffe
+from dgnam_jax.pipeline import space_from_metadata
+from dgnam_jax.targets import Objective
+from dgnam_jax.units import Request
+
+DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+INITS = ('seeded', 'original', 'image')
+CHUNK_TARGET = 64  # default chunk: whole batches, ~64 requests between manifest writes
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepConfig:
+  """All settings of a sweep (the runner's flags). Defaults are the original CaffeNet run.
+
+  Attributes:
+    generator, classifier: checkpoint directories (CHECKPOINTS.md).
+    out: output directory (created; a sweep with the same settings there is resumed).
+    units: the ``--units`` string (see :mod:`dgnam_jax.units`).
+    layer: classifier layer of the units (Caffe's name).
+    seeds: seeds per unit (requests are unit-major, seeds inner).
+    iters, lr, lr_end, l2: the original's n_iters, start_lr, end_lr, L2 (original.md §2.4).
+    bounds: None (the generator checkpoint's bounds), 'none' (no clipping) or an
+      ``act_range/*.txt`` / ``.npy`` file of upper bounds (Caffe order).
+    bounds_k: std multiplier for a checkpoint storing mean and std (the original's 3x).
+    objective: 'logit' (raw layer output, the original's) or 'softmax'.
+    minimize: minimise instead of maximise.
+    post_relu: read Caffe's blob after in-place layers (conv5 after relu5) instead of the raw
+      layer output.
+    gamma: blend penalty weight. The paper gives no value; 0.1 keeps the penalty comparable to
+      fc8 logits (tens) when they differ by ~10.
+    init: 'seeded' (N(0,1) from (seed, unit)), 'original' (act_max.py's np.random start) or
+      'image' (the code of ``init_file``).
+    init_file: image for ``init='image'``.
+    init_codes: .npy of initial codes, one row per request in request order (Caffe order).
+    encoder: encoder checkpoint for ``init='image'`` (default: the classifier).
+    chunk: requests per resumable chunk (0: a multiple of the batch near 64).
+    batch_per_device: rows per device per compiled call. Not a setting a resume checks: it
+      may change results in the last bits only (a request's slot in its batch).
+    dtype: 'float32' or 'bfloat16' compute.
+    gif_units: ``--units`` subset whose trajectories are saved as GIFs ('' for none).
+    gif_every: iterations between GIF frames.
+    gallery_scale: display enlargement in index.html and grid.png.
+  """
+  generator: str
+  classifier: str
+  out: str
+  units: str
+  layer: str = 'fc8'
+  seeds: tuple[int, ...] = (0,)
+  iters: int = 200
+  lr: float = 8.0
+  lr_end: float = 1e-10
+  l2: float = 0.99
+  bounds: str | None = None
+  bounds_k: float = 3.0
+  objective: str = 'logit'
+  minimize: bool = False
+  post_relu: bool = False
+  gamma: float = 0.1
+  init: str = 'seeded'
+  init_file: str | None = None
+  init_codes: str | None = None
+  encoder: str | None = None
+  chunk: int = 0
+  batch_per_device: int = 8
+  dtype: str = 'float32'
+  gif_units: str = ''
+  gif_every: int = 10
+  gallery_scale: int = 2
+
+
+@dataclasses.dataclass
+class Plan:
+  """A checked sweep, ready to run (see :func:`plan_sweep`)."""
+  config: SweepConfig
+  out: str
+  pipe: Pipeline
+  gen_params: Any
+  clf_params: Any
+  requests: list[Request]
+  objectives: list[Objective]
+  gif: list[bool]
+  codes0: np.ndarray  # (N, *internal code shape) float32
+  lower: np.ndarray
+  upper: np.ndarray
+  rows: list[dict]  # per request: the manifest row without results
+  chunk: int
+  settings: dict
+  provenance: dict
+
+
+def _out_blob_size(meta: Mapping[str, Any], blob: str) -> tuple[int, int]:
+  for spec in meta.get('blobs') or []:
+    if spec['name'] == blob and len(spec['shape']) == 4:
+      return tuple(spec['shape'][2:4])
+  raise ValueError(f'the generator metadata has no 4-D output blob {blob!r}')
+
+
+def load_pair(generator_dir: str, classifier_dir: str, dtype=jnp.float32):
+  """Loads a generator and a classifier checkpoint into a :class:`Pipeline`.
+
+  Returns:
+    (pipeline, generator params, classifier params, generator metadata, classifier metadata).
+  """
+  gen, gen_params, gen_meta = checkpoint.load_checkpoint(generator_dir, dtype=dtype)
+  clf, clf_params, clf_meta = checkpoint.load_checkpoint(classifier_dir, dtype=dtype)
+  info = gen_meta.get('generator')
+  if gen_meta.get('kind') != 'generator' or not info:
+    raise ValueError(f'{generator_dir} is not a generator checkpoint (kind '
+                     f'{gen_meta.get("kind")!r})')
+  if clf_meta.get('kind') != 'classifier':
+    raise ValueError(f'{classifier_dir} is not a classifier checkpoint (kind '
+                     f'{clf_meta.get("kind")!r})')
+  out_blob = info.get('output_blob') or 'deconv0'
+  gen_space = space_from_metadata(gen_meta, _out_blob_size(gen_meta, out_blob))
+  if not gen_meta.get('mean') and gen_space.channel_order == 'BGR' and gen_space.pixel_scale == 255:
+    # DeePSim draws ImageNet-mean-subtracted BGR; only used when converting to another space.
+    gen_space = dataclasses.replace(gen_space, mean=nets.IMAGENET_MEAN_BGR)
+  clf_space = space_from_metadata(clf_meta)
+  # The original feeds the crop unchanged whenever both nets are Caffe-space (even Places).
+  same = (gen_space.channel_order, gen_space.pixel_scale) == (clf_space.channel_order,
+                                                              clf_space.pixel_scale)
+  pipe = Pipeline(gen, clf, code_shape_internal(info['code_shape']), gen_space, clf_space,
+                  out_blob, same)
+  return pipe, gen_params, clf_params, gen_meta, clf_meta
+
+
+def layer_shapes(pipe: Pipeline, clf_params, clf_meta: Mapping[str, Any], use_blob: bool
+                 ) -> dict[str, tuple[int, ...]]:
+  """Output shapes (NHWC / NC, batch 1) of every classifier layer (or blob), traced only."""
+  channels = clf_meta['inputs'][0]['shape'][1] if clf_meta.get('inputs') else 3
+  x = jax.ShapeDtypeStruct((1, *pipe.classifier_space.size, channels), jnp.float32)
+  outs = jax.eval_shape(pipe.classify, clf_params, x)
+  table = outs.blobs if use_blob else outs.layers
+  return {k: tuple(v.shape) for k, v in table.items()}
+
+
+def _sha(array: np.ndarray | None) -> str | None:
+  if array is None:
+    return None
+  array = np.ascontiguousarray(array, np.float32)
+  return hashlib.sha256(repr(array.shape).encode() + array.tobytes()).hexdigest()
+
+
+def _bounds(config: SweepConfig, gen_meta, caffe_shape) -> tuple[np.ndarray | None, dict]:
+  """Upper bounds (Caffe order) or None, and their description for the settings."""
+  if config.bounds == 'none':
+    return None, {'source': 'none'}
+  if config.bounds:
+    upper = codes.read_bounds_file(config.bounds, caffe_shape)
+    return upper, {'source': 'file', 'sha256': _sha(upper)}
+  upper = codes.generator_bounds(config.generator, gen_meta, config.bounds_k)
+  if upper is None:
+    raise ValueError(f'the generator checkpoint {config.generator} stores no code bounds; pass '
+                     '--bounds=FILE (e.g. act_range/3x/fc6.txt) or --bounds=none')
+  if upper.shape != tuple(caffe_shape):
+    raise ValueError(f'the generator bounds have shape {upper.shape}, the code {caffe_shape}')
+  return upper, {'source': 'checkpoint', 'k': config.bounds_k, 'sha256': _sha(upper)}
+
+
+def _encode_image(config: SweepConfig, pipe, clf_params, clf_meta, gen_meta, dtype):
+  """The code of ``config.init_file`` (act_max.py ``get_code``), shape (1, *internal)."""
+  if config.encoder:
+    enc, enc_params, enc_meta = checkpoint.load_checkpoint(config.encoder, dtype=dtype)
+    enc_dir = config.encoder
+  else:
+    enc, enc_params, enc_meta, enc_dir = pipe.classifier, clf_params, clf_meta, config.classifier
+  mean = checkpoint.load_array(enc_dir, 'mean') if enc_meta.get('mean') else None
+  order, scale = enc_meta.get('channel_order', 'BGR'), float(enc_meta.get('pixel_scale', 255))
+  if mean is None and (order, scale) == ('BGR', 255.0):
+    mean = nets.IMAGENET_MEAN_BGR  # act_max.py subtracts the ImageNet mean (image)
+  img = codes.load_image(config.init_file, enc_meta['input_size'], mean, order, scale)
+  gen_info = gen_meta['generator']
+  blob = (gen_info.get('encoder') or {}).get('blob') or gen_info['code_layer']
+  code = codes.encode_images(enc, enc_params, img[None], blob)
+  if tuple(code.shape[1:]) != tuple(pipe.code_shape):
+    raise ValueError(f'encoder blob {blob!r} has shape {code.shape[1:]}; the generator takes '
+                     f'{pipe.code_shape}')
+  return code.astype(np.float32), enc_dir
+
+
+def _initial_codes(config, requests, pipe, clf_params, clf_meta, gen_meta, caffe_shape, dtype):
+  """(N, *internal) initial codes, their settings entry, and an extra checkpoint (encoder)."""
+  n = len(requests)
+  if config.init_codes:
+    arr = np.load(config.init_codes, allow_pickle=False)
+    if arr.shape != (n, *caffe_shape):
+      raise ValueError(f'--init_codes {config.init_codes} has shape {arr.shape}; expected '
+                       f'{(n, *caffe_shape)} (one row per request, Caffe order)')
+    if not np.isfinite(arr).all():
+      raise ValueError(f'--init_codes {config.init_codes} contains NaN or inf')
+    arr = codes_from_caffe(arr.astype(np.float32))
+    return arr, {'kind': 'codes', 'sha256': _sha(arr)}, None
+  if config.init == 'seeded':
+    arr = codes.seeded_codes([r.seed for r in requests], [r.unit for r in requests],
+                             pipe.code_shape)
+    return arr, {'kind': 'seeded'}, None
+  if config.init == 'original':
+    per_seed = {s: codes.original_codes(s, 1, caffe_shape)[0] for s in config.seeds}
+    return np.stack([per_seed[r.seed] for r in requests]), {'kind': 'original'}, None
+  code, enc_dir = _encode_image(config, pipe, clf_params, clf_meta, gen_meta, dtype)
+  with open(config.init_file, 'rb') as f:
+    digest = hashlib.sha256(f.read()).hexdigest()
+  return np.repeat(code, n, axis=0), {'kind': 'image', 'file_sha256': digest}, enc_dir
+
+
+def _check_config(c: SweepConfig) -> None:
+  if c.objective not in targets.OUTPUTS:
+    raise ValueError(f'--objective must be one of {targets.OUTPUTS}, not {c.objective!r}')
+  if c.init not in INITS:
+    raise ValueError(f'--init must be one of {INITS}, not {c.init!r}')
+  if c.dtype not in DTYPES:
+    raise ValueError(f'--dtype must be one of {tuple(DTYPES)}, not {c.dtype!r}')
+  if c.init_codes and c.init != 'seeded':
+    raise ValueError('--init_codes replaces --init; do not pass both')
+  if (c.init == 'image') != bool(c.init_file):
+    raise ValueError('--init=image needs --init_file=IMAGE (and --init_file needs --init=image)')
+  if c.iters < 1 or c.chunk < 0 or c.batch_per_device < 1 or c.gif_every < 1:
+    raise ValueError('--iters, --batch_per_device and --gif_every must be >= 1, --chunk >= 0')
+  if not all(np.isfinite(v) for v in (c.lr, c.lr_end, c.l2, c.gamma, c.bounds_k)):
+    raise ValueError('--lr, --lr_end, --l2, --gamma and --bounds_k must be finite')
+  if os.path.exists(c.out) and not os.path.isdir(c.out):
+    raise ValueError(f'--out {c.out} exists and is not a directory')
+
+
+def _check_requests(requests, objectives, shapes, layer) -> None:
+  """Unknown layer, unit or position out of range: one clear error (targets.validate)."""
+  if layer not in shapes:
+    raise ValueError(f'the classifier has no layer {layer!r}; layers: {", ".join(shapes)}')
+  groups: dict[Objective, list[Request]] = {}
+  for r, obj in zip(requests, objectives):
+    groups.setdefault(obj, []).append(r)
+  for obj, rs in groups.items():
+    us = [r.unit for r in rs] + [r.blend_unit for r in rs if r.blend]
+    ps = [r.position for r in rs] + [r.position for r in rs if r.blend]
+    targets.validate(obj, shapes[layer], us, ps)
+
+
+def _gif_flags(config: SweepConfig, units: Sequence[Request], gif_units: Sequence[Request],
+               requests: Sequence[Request]) -> list[bool]:
+  """Per request: save its trajectory as a GIF (``gif_units`` must be a subset of ``units``)."""
+  if not gif_units:
+    return [False] * len(requests)
+  if config.gif_every > config.iters:
+    raise ValueError(f'--gif_every={config.gif_every} exceeds --iters={config.iters}')
+  known = {u.key() for u in units}
+  missing = [g.spec() for g in gif_units if g.key() not in known]
+  if missing:
+    raise ValueError(f'--gif_units must be a subset of --units; not in --units: {missing}')
+  wanted = {g.key() for g in gif_units}
+  return [dataclasses.replace(r, seed=0).key() in wanted for r in requests]
+
+
+def _row(config, r: Request, obj: Objective, shape, class_names) -> dict:
+  """The manifest row of one request, without results and file paths."""
+  name = images.request_name(
+      config.layer, r.unit, config.iters, config.l2, config.lr, r.seed, position=r.position,
+      channel_mean=r.channel_mean, objective=obj.output, blend_unit=r.blend_unit,
+      gamma=config.gamma if r.blend else None, minimize=config.minimize, use_blob=obj.use_blob)
+  position = r.position
+  if position is None and len(shape) == 4 and not r.channel_mean:
+    position = (shape[1] // 2, shape[2] // 2)  # targets._read's centre
+  row = {'name': name, 'layer': config.layer, 'unit': r.unit,
+         'position': list(position) if position else None, 'kind': obj.kind,
+         'objective': obj.output, 'post_relu': obj.use_blob, 'blend_unit': r.blend_unit,
+         'gamma': config.gamma if r.blend else None, 'minimize': config.minimize, 'seed': r.seed,
+         'iters': config.iters, 'lr': config.lr, 'lr_end': config.lr_end, 'l2': config.l2}
+  if class_names and len(shape) == 2 and shape[-1] == len(class_names):
+    row['class_name'], row['wnid'] = units_lib.short_class_name(class_names[r.unit])
+    if r.blend:
+      row['blend_class_name'] = units_lib.short_class_name(class_names[r.blend_unit])[0]
+  return row
+
+
+def default_chunk(batch_per_device: int) -> int:
+  """Whole batches over all devices, about ``CHUNK_TARGET`` requests."""
+  batch = batch_per_device * jax.device_count()
+  return max(1, -(-CHUNK_TARGET // batch)) * batch
+
+
+def plan_sweep(config: SweepConfig, argv: Sequence[str] = ()) -> Plan:
+  """Checks and prepares a sweep; reads inputs and writes nothing.
+
+  Raises:
+    ValueError (or OSError): a bad flag, file or request; or ``config.out`` holds a sweep with
+      different settings.
+  """
+  _check_config(config)
+  unit_list = units_lib.parse_units(config.units)
+  requests = units_lib.with_seeds(unit_list, config.seeds)
+  dtype = DTYPES[config.dtype]
+  pipe, gen_params, clf_params, gen_meta, clf_meta = load_pair(config.generator,
+                                                               config.classifier, dtype)
+  objectives = [units_lib.objective_of(r, config.layer, config.objective, config.post_relu)
+                for r in requests]
+  shapes = layer_shapes(pipe, clf_params, clf_meta, config.post_relu)
+  _check_requests(requests, objectives, shapes, config.layer)
+  caffe_shape = tuple(gen_meta['generator']['code_shape'])
+  upper, bounds_desc = _bounds(config, gen_meta, caffe_shape)
+  lower, upper = codes.bounds_internal(upper, caffe_shape)
+  codes0, init_desc, enc_dir = _initial_codes(config, requests, pipe, clf_params, clf_meta,
+                                              gen_meta, caffe_shape, dtype)
+  gif_units = units_lib.parse_units(config.gif_units) if config.gif_units else []
+  gif = _gif_flags(config, unit_list, gif_units, requests)
+  rows = [_row(config, r, obj, shapes[config.layer], clf_meta.get('class_names'))
+          for r, obj in zip(requests, objectives)]
+  ckpts = {'generator': config.generator, 'classifier': config.classifier}
+  if enc_dir and os.path.abspath(enc_dir) != os.path.abspath(config.classifier):
+    ckpts['encoder'] = enc_dir
+  prov = report.provenance(list(argv), ckpts, config.dtype)
+  prov['execution'] = {'batch_per_device': config.batch_per_device,
+                       'out': os.path.abspath(config.out)}
+  chunk = config.chunk or default_chunk(config.batch_per_device)
+  settings = {
+      'units': [u.spec() for u in unit_list], 'seeds': list(config.seeds),
+      'layer': config.layer, 'objective': config.objective, 'minimize': config.minimize,
+      'post_relu': config.post_relu, 'gamma': config.gamma, 'iters': config.iters,
+      'lr': config.lr, 'lr_end': config.lr_end, 'l2': config.l2, 'dtype': config.dtype,
+      'chunk': chunk, 'code_shape': list(caffe_shape), 'bounds': bounds_desc, 'init': init_desc,
+      'gif_units': [u.spec() for u in gif_units],
+      'gif_every': config.gif_every if gif_units else None,
+      # Content hashes, not paths: a moved checkpoint still resumes, a changed one does not.
+      'checkpoints': {role: {k: v for k, v in h.items() if k.endswith('sha256')}
+                      for role, h in prov['checkpoints'].items()}}
+  settings = json.loads(json.dumps(settings))  # as it reads back from the manifest
+  check_resumable(config.out, settings)
+  return Plan(config, os.path.abspath(config.out), pipe, gen_params, clf_params, requests,
+              objectives, gif, np.asarray(codes0, np.float32), lower, upper, rows, chunk,
+              settings, prov)
+
+
+def check_resumable(out: str, settings: Mapping[str, Any]) -> None:
+  """Raises if ``out`` holds a sweep with other settings (a rerun must not mix two sweeps)."""
+  old = report.read_manifest(out) if os.path.isdir(out) else None
+  if old is None:
+    return
+  previous = old.get('settings')
+  if previous != settings:
+    keys = sorted(k for k in set(settings) | set(previous or {})
+                  if (previous or {}).get(k) != settings.get(k))
+    raise ValueError(f'--out {out} holds a sweep with different settings ({", ".join(keys)}); '
+                     'rerun with the same flags to resume it, or choose another --out')

@@ -1,0 +1,121 @@
+r"""DGN-AM sweep: synthesise preferred images for many units (resumable).
+
+  python -m experiments.synthesize --generator=ckpt/deepsim_fc6 --classifier=ckpt/caffenet \
+      --preset=caffenet --units=0-9,17 --seeds=0,1 --out=out/caffenet_fc8
+
+Writes ``<name>.png`` per (unit, seed), ``codes/chunk_*.npy``, ``manifest.json``/``.csv``,
+``index.html`` and ``grid.png`` under --out (layout: ``dgnam_jax/sweep.py``). Killed and rerun
+with the same flags, it resumes where it stopped; other flags with the same --out are an error.
+Presets carry the original scripts' settings (reference/original.md §4); explicit flags win.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from dgnam_jax import sweep
+from dgnam_jax.units import UNITS_HELP
+
+_D = {f.name: f.default for f in dataclasses.fields(sweep.SweepConfig)
+      if f.default is not dataclasses.MISSING}
+
+flags.DEFINE_string('generator', None, 'Generator checkpoint directory.')
+flags.DEFINE_string('classifier', None, 'Classifier checkpoint directory.')
+flags.DEFINE_string('out', None, 'Output directory (a sweep with the same flags is resumed).')
+flags.DEFINE_enum('preset', None, list(sweep.PRESETS),
+                  'Original per-net settings (layer, lr, iters, L2, example units).')
+flags.DEFINE_string('layer', _D['layer'], 'Classifier layer of the units (Caffe name).')
+flags.DEFINE_string('units', None, UNITS_HELP)
+flags.DEFINE_list('seeds', ['0'], 'Seeds per unit (requests: units in order, seeds inner).')
+flags.DEFINE_integer('iters', _D['iters'], 'Iterations per request.')
+flags.DEFINE_float('lr', _D['lr'], 'Start learning rate.')
+flags.DEFINE_float('lr_end', _D['lr_end'], 'End learning rate (linear decay; < 0: constant).')
+flags.DEFINE_float('l2', _D['l2'], 'Code decay factor per step (the original\'s L2).')
+flags.DEFINE_string('bounds', None, 'Code upper bounds: act_range/*.txt or .npy (Caffe order); '
+                    '"none" disables clipping; default: the generator checkpoint\'s.')
+flags.DEFINE_float('bounds_k', _D['bounds_k'], 'Std multiplier for checkpoint bounds.')
+flags.DEFINE_enum('objective', _D['objective'], ['logit', 'softmax'],
+                  'Raw layer output (the original) or its softmax.')
+flags.DEFINE_boolean('minimize', False, 'Minimise the activation instead.')
+flags.DEFINE_boolean('post_relu', False, 'Use Caffe\'s blob after in-place ReLU instead of the '
+                     'raw layer output.')
+flags.DEFINE_float('gamma', _D['gamma'], 'Blend penalty: a1 + a2 - gamma (a1 - a2)^2.')
+flags.DEFINE_enum('init', _D['init'], ['seeded', 'original', 'image'],
+                  'Initial code: N(0,1) from (seed, unit); act_max.py\'s np.random start; or '
+                  'the code of --init_file.')
+flags.DEFINE_string('init_file', None, 'Image for --init=image.')
+flags.DEFINE_string('init_codes', None, '.npy of initial codes, one row per request, Caffe '
+                    'order.')
+flags.DEFINE_string('encoder', None, 'Encoder checkpoint for --init=image (default: the '
+                    'classifier).')
+flags.DEFINE_integer('chunk', _D['chunk'], 'Requests per resumable chunk (0: ~64, whole '
+                     'batches).')
+flags.DEFINE_integer('batch_per_device', _D['batch_per_device'], 'Requests per device per '
+                     'compiled call.')
+flags.DEFINE_enum('dtype', _D['dtype'], ['float32', 'bfloat16'], 'Compute dtype.')
+flags.DEFINE_string('gif_units', '', 'Subset of --units to save trajectory GIFs for.')
+flags.DEFINE_integer('gif_every', _D['gif_every'], 'Iterations between GIF frames.')
+flags.DEFINE_integer('gallery_scale', _D['gallery_scale'], 'Image enlargement in index.html and '
+                     'grid.png.')
+
+FLAGS = flags.FLAGS
+_ALWAYS = ('generator', 'classifier', 'out')
+_OPTIONAL = tuple(name for name in _D if name not in _ALWAYS)
+
+
+def _config() -> sweep.SweepConfig:
+  """Flags -> config: a preset's values, overridden by the flags given on the command line."""
+  given = {name: FLAGS[name].value for name in _OPTIONAL + ('units',) if FLAGS[name].present}
+  if 'seeds' in given:
+    try:
+      given['seeds'] = tuple(int(s) for s in given['seeds'])
+    except ValueError as e:
+      raise ValueError(f'--seeds must be integers: {e}') from None
+  return sweep.config_with_preset(FLAGS.preset, **{n: FLAGS[n].value for n in _ALWAYS},
+                                  **given)
+
+
+class _ProgressLog:
+  """Logs requests done and neurons/s (this run's work only, not resumed chunks)."""
+
+  def __init__(self):
+    self.start = time.monotonic()
+    self.last = 0.0
+
+  def __call__(self, p: sweep.Progress) -> None:
+    now = time.monotonic()
+    if now - self.last < 2.0 and p.done < p.total:
+      return
+    self.last = now
+    rate = (p.done - p.skipped) / max(now - self.start, 1e-9)
+    left = (p.total - p.done) / rate if rate > 0 else float('nan')
+    print(f'synthesize: chunk {p.chunk + 1}/{p.chunks}: {p.done}/{p.total} requests '
+          f'({p.skipped} resumed), {rate:.2f} neurons/s, ~{left:.0f} s left', file=sys.stderr,
+          flush=True)
+
+
+def main(argv) -> int:
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  if not FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint read at INFO
+  try:
+    manifest = sweep.run_sweep(_config(), _ProgressLog(), argv=sys.argv)
+  except (ValueError, OSError, KeyError) as e:  # user errors; anything else is a bug
+    print(f'synthesize: error: {e}', file=sys.stderr)
+    return 1
+  rows = manifest['rows']
+  out = manifest['provenance']['execution']['out']
+  print(f'{len(rows)} images in {out}: index.html (gallery), grid.png, manifest.json')
+  return 0
+
+
+if __name__ == '__main__':
+  flags.mark_flags_as_required(list(_ALWAYS))
+  app.run(lambda argv: sys.exit(main(argv)))

@@ -1,0 +1,369 @@
+"""Sweeps: --units parsing, run_sweep end to end, chunk invariance, bad requests, the
+experiments.synthesize runner, and kill -9 + resume giving the files of an uninterrupted run.
+
+Compiling the DGN-AM loop for the tiny nets takes ~9 s per objective on a 2-core CPU. The tests
+therefore use two programs only (fc8 unit with GIF snapshots, fc8 blend; iters 2, batch 2): the
+in-process sweep compiles them into a persistent compilation cache, which the runner subprocesses
+then read.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+from jax.experimental.compilation_cache import compilation_cache
+import numpy as np
+from PIL import Image
+import pytest
+
+from dgnam_jax import checkpoint, convert, report, sweep, units
+from dgnam_jax.caffe import parse_prototxt
+from dgnam_jax.units import Request
+
+import tiny_nets
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CODE = 16
+CLASSES = 10
+
+
+def _meta(netdef, text, kind):
+  """Checkpoint metadata as the converter writes it (CHECKPOINTS.md)."""
+  _, blobs = convert.shapes(netdef, batch=1)
+  inputs = [{'name': n, 'shape': list(s)} for n, s in netdef.inputs]
+  return {'net': 'prototxt', 'kind': kind, 'prototxt': text, 'inputs': inputs,
+          'channel_order': 'BGR', 'pixel_scale': 255.0,
+          'input_size': list(inputs[0]['shape'][2:]),
+          'blobs': [{'name': k, 'shape': list(v)} for k, v in blobs.items()],
+          'layers': [{'name': l.name, 'type': l.type, 'bottoms': list(l.bottoms),
+                      'tops': list(l.tops)} for l in netdef.layers],
+          'mean': None, 'class_names': None, 'generator': None}
+
+
+@pytest.fixture(scope='module')
+def ckpts(tmp_path_factory):
+  """(generator, classifier, generator without bounds) checkpoint directories."""
+  root = tmp_path_factory.mktemp('ckpts')
+  gen_def = parse_prototxt(tiny_nets.GENERATOR, 'tiny_gen')
+  clf_def = parse_prototxt(tiny_nets.CLASSIFIER, 'tiny_clf')
+  gen_meta = _meta(gen_def, tiny_nets.GENERATOR, 'generator')
+  gen_meta['generator'] = {'code_layer': 'fc6', 'code_shape': [CODE], 'output_blob': 'deconv0',
+                           'bounds_file': 'bounds.npy', 'bounds_kind': 'mean_std'}
+  clf_meta = _meta(clf_def, tiny_nets.CLASSIFIER, 'classifier')
+  clf_meta['class_names'] = [f'n{i:08d} class{i}, other gloss' for i in range(CLASSES)]
+  bounds = np.stack([np.full(CODE, 1.0, np.float32), np.linspace(0.5, 2, CODE, dtype=np.float32)])
+  gen = checkpoint.save(str(root / 'gen'), tiny_nets.random_params(gen_def, 0, 20.0), gen_meta,
+                        {'bounds': bounds})
+  clf = checkpoint.save(str(root / 'clf'), tiny_nets.random_params(clf_def, 1, 1.5), clf_meta)
+  bare = str(root / 'gen_nobounds')
+  shutil.copytree(gen, bare)
+  with open(os.path.join(bare, 'dgnam.json')) as f:
+    meta = json.load(f)
+  meta['generator']['bounds_file'] = None
+  with open(os.path.join(bare, 'dgnam.json'), 'w') as f:
+    json.dump(meta, f)
+  return gen, clf, bare
+
+
+def _config(ckpts, out, **kw):
+  base = dict(generator=ckpts[0], classifier=ckpts[1], out=str(out), units='0,2,1+3',
+              seeds=(0, 1), iters=2, batch_per_device=2, gif_units='0,2', gif_every=1)
+  return sweep.SweepConfig(**{**base, **kw})
+
+
+def _files(root):
+  """{relative path: bytes} of every file under root; manifest.json without provenance."""
+  out = {}
+  for d, _, names in os.walk(root):
+    for name in names:
+      path = os.path.join(d, name)
+      rel = os.path.relpath(path, root)
+      with open(path, 'rb') as f:
+        data = f.read()
+      if rel == report.MANIFEST_JSON:
+        doc = json.loads(data)
+        doc.pop('provenance')
+        data = json.dumps(doc, sort_keys=True).encode()
+      out[rel] = data
+  return out
+
+
+# --- --units ----------------------------------------------------------------------------------
+
+def test_parse_units_all_syntaxes_keep_order():
+  got = units.parse_units(' 17, 5-7,12@3x5 ,mean:4,643+945,mean:1-2,3@1x2+7,mean:8+mean:9, 0')
+  assert got == [Request(17), Request(5), Request(6), Request(7), Request(12, (3, 5)),
+                 Request(4, channel_mean=True), Request(643, blend_unit=945),
+                 Request(1, channel_mean=True), Request(2, channel_mean=True),
+                 Request(3, (1, 2), blend_unit=7),
+                 Request(8, channel_mean=True, blend_unit=9), Request(0)]
+  assert [r.spec() for r in got][4:7] == ['12@3x5', 'mean:4', '643+945']
+  with_seeds = units.with_seeds(units.parse_units('9,3'), [1, 0])
+  assert [(r.unit, r.seed) for r in with_seeds] == [(9, 1), (9, 0), (3, 1), (3, 0)]
+
+
+@pytest.mark.parametrize('spec', ['1,0-3', '4+5,5+4', '2@1x1,2@1x1', 'mean:3,mean:2-4', '3+3',
+                                  '5+2@1x1', 'mean:2@1x1', 'mean:1+2', 'x', '', '1,,2', '3-1',
+                                  '-1', '1@2'])
+def test_parse_units_rejects(spec):
+  with pytest.raises(ValueError, match='--units'):
+    units.parse_units(spec)
+
+
+def test_short_class_name():
+  assert units.short_class_name('n01440764 tench, Tinca tinca') == ('tench', 'n01440764')
+  assert units.short_class_name('/a/alley 2') == ('alley', None)
+  assert units.short_class_name('/s/swimming_pool/outdoor 170') == ('swimming_pool/outdoor', None)
+  assert units.short_class_name('my class') == ('my class', None)
+
+
+def test_presets_and_explicit_overrides():
+  cfg = sweep.config_with_preset('googlenet', generator='g', classifier='c', out='o')
+  assert (cfg.layer, cfg.lr, cfg.iters, cfg.l2, cfg.lr_end) == ('loss3/classifier', 2.0, 200,
+                                                               0.99, 1e-10)
+  assert cfg.units == '643,624,304,629,437'
+  cfg = sweep.config_with_preset('googlenet', generator='g', classifier='c', out='o', lr=3.0,
+                                 units='1')
+  assert (cfg.lr, cfg.units) == (3.0, '1')
+  assert sweep.config_with_preset('places205_conv5', generator='g', classifier='c',
+                                  out='o').layer == 'conv5'
+  with pytest.raises(ValueError, match='--units'):
+    sweep.config_with_preset(None, generator='g', classifier='c', out='o')
+  with pytest.raises(ValueError, match='preset'):
+    sweep.config_with_preset('vgg', generator='g', classifier='c', out='o', units='1')
+
+
+# --- run_sweep ----------------------------------------------------------------------------------
+
+@pytest.fixture(scope='module')
+def jax_cache(tmp_path_factory):
+  """A persistent compilation cache for this module (and its subprocesses), then none again."""
+  path = str(tmp_path_factory.mktemp('jax_cache'))
+  before = jax.config.jax_compilation_cache_dir
+  compilation_cache.set_cache_dir(path)
+  compilation_cache.reset_cache()  # re-read the setting at the next compile
+  yield path
+  compilation_cache.set_cache_dir(before)
+  compilation_cache.reset_cache()
+
+
+@pytest.fixture(scope='module')
+def base_run(ckpts, jax_cache, tmp_path_factory):
+  del jax_cache
+  out = tmp_path_factory.mktemp('sweep') / 'out'
+  events = []
+  manifest = sweep.run_sweep(_config(ckpts, out), events.append, argv=['test'])
+  return out, manifest, events
+
+
+def test_sweep_end_to_end(base_run):
+  out, manifest, events = base_run
+  rows = manifest['rows']
+  want = [(0, None, 0), (0, None, 1), (2, None, 0), (2, None, 1), (1, 3, 0), (1, 3, 1)]
+  assert [(r['unit'], r['blend_unit'], r['seed']) for r in rows] == want  # request order
+  assert events[-1].done == events[-1].total == 6
+  with open(out / report.MANIFEST_JSON) as f:
+    assert json.load(f)['rows'] == rows
+  assert set(manifest) >= {'rows', 'settings', 'provenance', 'progress'}
+  assert manifest['progress']['complete']
+  assert manifest['settings']['units'] == ['0', '2', '1+3']
+  for key, kind in [('name', str), ('layer', str), ('unit', int), ('objective', str),
+                    ('minimize', bool), ('seed', int), ('iters', int), ('lr', float),
+                    ('lr_end', float), ('l2', float), ('activation', float),
+                    ('activation_init', float), ('image', str), ('code', str),
+                    ('code_index', int), ('final_code', str), ('class_name', str),
+                    ('wnid', str)]:
+    assert all(isinstance(r[key], kind) for r in rows), key
+  assert rows[0]['name'] == 'fc8_0000_02_0.99_8.0__0'
+  assert rows[0]['position'] is None and rows[0]['gamma'] is None
+  assert (rows[0]['class_name'], rows[0]['wnid']) == ('class0', 'n00000000')
+  assert rows[4]['gamma'] == 0.1 and rows[4]['blend_class_name'] == 'class3'
+  assert rows[4]['name'] == 'fc8_0001_02_0.99_8.0__0_plus0003_g0.1'
+  for r in rows:
+    assert np.isfinite(r['activation']) and np.isfinite(r['activation_init'])
+    for key in ('image', 'code', 'final_code'):
+      assert os.path.isfile(out / r[key])
+    with Image.open(out / r['image']) as im:
+      assert (im.format, im.size) == ('PNG', (14, 14))
+  for k in range(len({r['code'] for r in rows})):
+    code = np.load(out / f'codes/chunk_{k:05d}_code.npy', allow_pickle=False)
+    final = np.load(out / f'codes/chunk_{k:05d}_final.npy', allow_pickle=False)
+    n = sum(r['code'].endswith(f'{k:05d}_code.npy') for r in rows)
+    assert code.shape == final.shape == (n, CODE) and code.dtype == np.float32
+    assert code.min() >= 0 and final.min() >= 0  # clipped to [0, ub] after a step
+  for name in ('index.html', 'grid.png', report.MANIFEST_CSV):
+    assert os.path.isfile(out / name)
+  assert not [f for _, _, fs in os.walk(out) for f in fs if f.startswith('.tmp-')]
+
+
+def test_rerun_of_finished_sweep_keeps_files(base_run, ckpts):
+  out, manifest, _ = base_run
+  before = _files(out)
+  events = []
+  again = sweep.run_sweep(_config(ckpts, out), events.append)
+  assert events[-1].skipped == 6
+  assert again['rows'] == manifest['rows']
+  assert _files(out) == before
+
+
+def test_results_do_not_depend_on_chunk(base_run, ckpts, tmp_path):
+  out, manifest, _ = base_run
+  ref = {k: v for k, v in _files(out).items() if k.endswith('.png') and k != 'grid.png'}
+  codes = lambda d, rows: np.stack([np.load(d / r['code'])[r['code_index']] for r in rows])
+  for chunk in (1, 5):
+    other = tmp_path / f'chunk{chunk}'
+    rows = sweep.run_sweep(_config(ckpts, other, chunk=chunk))['rows']
+    np.testing.assert_array_equal(codes(other, rows), codes(out, manifest['rows']))
+    assert [r['activation'] for r in rows] == [r['activation'] for r in manifest['rows']]
+    assert {k: v for k, v in _files(other).items() if k in ref} == ref
+
+
+def _write(path, array):
+  np.save(path, np.asarray(array), allow_pickle=False)
+  return str(path)
+
+
+@pytest.mark.parametrize('case', [
+    'unit_range', 'blend_range', 'layer', 'position', 'fc_position', 'fc_mean', 'duplicate',
+    'bounds_missing', 'bounds_length', 'no_bounds', 'init_nan', 'init_rows', 'init_shape',
+    'gif_subset', 'softmax_mean'])
+def test_bad_requests_fail_before_writing(ckpts, tmp_path, case):
+  out = tmp_path / 'out'
+  good = np.ones((6, CODE), np.float32)
+  kw = {
+      'unit_range': dict(units='0,10'), 'blend_range': dict(units='1+10'),
+      'layer': dict(layer='fc9'), 'position': dict(layer='conv2', units='1@6x0'),
+      'fc_position': dict(units='1@0x0'), 'fc_mean': dict(units='mean:1'),
+      'duplicate': dict(units='1,0-2'),
+      'bounds_missing': dict(bounds=str(tmp_path / 'nope.txt')),
+      'bounds_length': dict(bounds=_write(tmp_path / 'b.npy', np.ones(CODE - 1))),
+      'no_bounds': dict(generator=ckpts[2]),
+      'init_nan': dict(init_codes=_write(tmp_path / 'c.npy', np.where(
+          np.arange(CODE) == 3, np.nan, good))),
+      'init_rows': dict(init_codes=_write(tmp_path / 'c.npy', good[:5])),
+      'init_shape': dict(init_codes=_write(tmp_path / 'c.npy', good[:, :8])),
+      'gif_subset': dict(gif_units='5'),
+      'softmax_mean': dict(layer='conv2', units='mean:1', objective='softmax'),
+  }[case]
+  with pytest.raises(ValueError):
+    sweep.run_sweep(_config(ckpts, out, **kw))
+  assert not out.exists()
+
+
+def test_bounds_none_and_text_file_accepted(ckpts, tmp_path):
+  text = tmp_path / 'fc6.txt'
+  text.write_text(' '.join(['3'] * CODE) + '\n')  # act_range/3x/fc6.txt format
+  for bounds, source in [('none', 'none'), (str(text), 'file')]:
+    plan = sweep.plan_sweep(_config(ckpts, tmp_path / 'out', bounds=bounds))
+    assert plan.settings['bounds']['source'] == source
+  assert np.isinf(plan.upper).sum() == 0 and plan.upper.max() == 3
+
+
+def test_plan_conv_units_and_initial_codes(ckpts, tmp_path):
+  out = tmp_path / 'out'
+  plan_of = lambda **kw: sweep.plan_sweep(_config(ckpts, out, gif_units='', **kw))
+  plan = plan_of(layer='conv2', units='1,mean:2,3@1x2,4@0x0+5', seeds=(0,))
+  assert [r['position'] for r in plan.rows] == [[3, 3], None, [1, 2], [0, 0]]  # 6x6 map
+  assert [r['name'][len('conv2_000'):] for r in plan.rows] == [
+      '1_02_0.99_8.0__0', '2_02_0.99_8.0__0_mean', '3_02_0.99_8.0__0_y1x2',
+      '4_02_0.99_8.0__0_y0x0_plus0005_g0.1']
+  assert len(set(plan.objectives)) == 3 and 'class_name' not in plan.rows[0]
+  plan = plan_of(units='1,2', init='original')
+  np.testing.assert_array_equal(plan.codes0[::2], plan.codes0[:1].repeat(2, 0))  # per seed
+  codes = np.arange(4 * CODE, dtype=np.float32).reshape(4, CODE)
+  plan = plan_of(units='1,2', init_codes=_write(tmp_path / 'c.npy', codes))
+  np.testing.assert_array_equal(plan.codes0, codes)
+  Image.new('RGB', (20, 10), (200, 30, 90)).save(tmp_path / 'init.png')
+  plan = plan_of(units='1,2', init='image', init_file=str(tmp_path / 'init.png'))
+  assert plan.codes0.shape == (4, CODE) and (plan.codes0 == plan.codes0[0]).all()
+  assert plan.codes0.min() >= 0 and plan.settings['init']['kind'] == 'image'  # post-ReLU fc6
+  assert not out.exists()
+
+
+def test_other_settings_in_same_out_is_an_error(base_run, ckpts):
+  out, _, _ = base_run
+  before = _files(out)
+  with pytest.raises(ValueError, match='different settings .*lr'):
+    sweep.run_sweep(_config(ckpts, out, lr=1.0))
+  assert _files(out) == before
+
+
+# --- the runner -----------------------------------------------------------------------------------
+
+@pytest.fixture(scope='module')
+def cli_env(jax_cache):
+  # The in-process tests' settings, so the runner finds their programs in the cache.
+  env = dict(os.environ, JAX_PLATFORMS='cpu', JAX_COMPILATION_CACHE_DIR=jax_cache,
+             JAX_DEFAULT_MATMUL_PRECISION=str(jax.config.jax_default_matmul_precision))
+  env['PYTHONPATH'] = os.pathsep.join([ROOT, env.get('PYTHONPATH', '')])
+  return env
+
+
+def _cli(ckpts, out, *extra):
+  return [sys.executable, '-m', 'experiments.synthesize', f'--generator={ckpts[0]}',
+          f'--classifier={ckpts[1]}', f'--out={out}', '--iters=2', '--batch_per_device=2',
+          '--gif_every=1', *extra]
+
+
+# 24 requests, all on the cached unit + GIF program.
+_CLI_SWEEP = ('--units=0-7', '--seeds=0,1,2', '--chunk=2', '--gif_units=0-7')
+
+
+def test_cli_bad_request_exits_1(ckpts, cli_env, tmp_path):
+  out = tmp_path / 'out'
+  proc = subprocess.run(_cli(ckpts, out, '--units=3,99'), env=cli_env, cwd=ROOT,
+                        capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 1, proc.stderr
+  assert proc.stderr.strip().splitlines()[-1].startswith('synthesize: error: unit 99 is out')
+  assert not out.exists()
+
+
+@pytest.fixture(scope='module')
+def cli_runs(base_run, ckpts, cli_env, tmp_path_factory):
+  """A runner sweep killed (SIGKILL) after its first chunk and rerun with the same flags, and
+  the same sweep uninterrupted, in-process (same compiled program: base_run cached it)."""
+  del base_run
+  root = tmp_path_factory.mktemp('cli')
+  whole, killed = root / 'whole', root / 'killed'
+  victim = subprocess.Popen(_cli(ckpts, killed, *_CLI_SWEEP), env=cli_env, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  deadline = time.monotonic() + 240
+  while not (report.read_manifest(str(killed)) or {}).get('rows'):  # the first chunk is done
+    assert victim.poll() is None and time.monotonic() < deadline, 'no chunk was written'
+    time.sleep(0.001)
+  os.kill(victim.pid, signal.SIGKILL)
+  victim.wait()
+  partial = report.read_manifest(str(killed))
+  resumed = subprocess.run(_cli(ckpts, killed, *_CLI_SWEEP), env=cli_env, cwd=ROOT,
+                           capture_output=True, text=True, timeout=300)
+  sweep.run_sweep(_config(ckpts, whole, units='0-7', seeds=(0, 1, 2), chunk=2, gif_units='0-7'))
+  return dict(whole=whole, killed=killed, partial=partial, resumed=resumed)
+
+
+def test_cli_smoke(cli_runs, ckpts):
+  out, proc = cli_runs['killed'], cli_runs['resumed']
+  assert proc.returncode == 0, proc.stderr
+  assert 'index.html' in proc.stdout and 'neurons/s' in proc.stderr
+  manifest = report.read_manifest(str(out))
+  rows = manifest['rows']
+  assert len(rows) == 24 and manifest['progress']['complete']
+  assert [r['name'] for r in rows[2:4]] == ['fc8_0000_02_0.99_8.0__2', 'fc8_0001_02_0.99_8.0__0']
+  with Image.open(out / rows[0]['gif']) as im:
+    assert im.format == 'GIF' and im.size == (14, 14)
+  assert manifest['provenance']['argv'][1:] == _cli(ckpts, out, *_CLI_SWEEP)[3:]
+
+
+def test_kill_and_resume_gives_the_uninterrupted_files(cli_runs):
+  partial, resumed = cli_runs['partial'], cli_runs['resumed']
+  assert 0 < len(partial['rows']) < 24 and not partial['progress']['complete']
+  assert resumed.returncode == 0, resumed.stderr
+  assert f'({len(partial["rows"])} resumed)' in resumed.stderr
+  got, want = _files(cli_runs['killed']), _files(cli_runs['whole'])
+  assert sorted(got) == sorted(want)
+  assert [k for k in want if got[k] != want[k]] == []  # manifest.json: all but provenance
+  assert len(report.read_manifest(str(cli_runs['killed']))['provenance']['earlier_runs']) == 1
