@@ -226,6 +226,10 @@ def optimize_codes(pipe: Pipeline, gen_params, clf_params, codes0, targets: Targ
   """
   if mesh == 'auto':
     mesh = default_mesh()
+  elif mesh is not None:
+    # shard_map here needs Auto axes; jax.make_mesh defaults to Explicit ones.
+    mesh = Mesh(mesh.devices, mesh.axis_names,
+                axis_types=(jax.sharding.AxisType.Auto,) * len(mesh.axis_names))
   devices = 1 if mesh is None else mesh.devices.size
   codes0 = jnp.asarray(codes0, jnp.float32)
   n = codes0.shape[0]
