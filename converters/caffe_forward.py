@@ -23,7 +23,8 @@ from dgnam_jax.from_caffe import caffe_forward
 
 _CHECKPOINT = flags.DEFINE_string('checkpoint', None, 'Checkpoint directory (caffe_to_orbax).')
 _INPUTS = flags.DEFINE_string('inputs', None, 'Input .npz with in_<name> NCHW float32 arrays.')
-_OUT = flags.DEFINE_string('out', None, 'Output .npz to write (blob_<name>, NCHW).')
+_OUT = flags.DEFINE_string('out', None, 'Output .npz to write (blob_<name>, NCHW).',
+    allow_override=True)
 _PRECISION = flags.DEFINE_enum('precision', 'highest', ['default', 'high', 'highest'],
                                'Matmul/conv precision; highest = full float32 on GPU/TPU too.')
 

@@ -28,7 +28,8 @@ from dgnam_jax.from_caffe import ConvertOptions, convert_caffe
 
 _PROTOTXT = flags.DEFINE_string('prototxt', None, 'Deploy prototxt (V0, V1 or V2 text).')
 _CAFFEMODEL = flags.DEFINE_string('caffemodel', None, 'Trained weights (.caffemodel).')
-_OUT = flags.DEFINE_string('out', None, 'Checkpoint directory to create (must not exist).')
+_OUT = flags.DEFINE_string('out', None, 'Checkpoint directory to create (must not exist).',
+    allow_override=True)
 _NET = flags.DEFINE_enum('net', 'auto', ['auto'] + sorted(nets.NETS),
                          'auto: the generic net built from the prototxt. A paper net: check the '
                          'prototxt against it and record its name, so loaders build that net.')

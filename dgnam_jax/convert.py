@@ -37,7 +37,8 @@ def shapes(netdef: NetDef, batch: int | None = None):
   module, inputs = CaffeGraph(netdef), abstract_inputs(netdef, batch)
   params = jax.eval_shape(module.init, jax.random.PRNGKey(0), inputs).get('params', {})
   outs = jax.eval_shape(module.apply, {'params': params}, inputs)
-  blobs = {k: _caffe_shape(v.shape) for k, v in outs.blobs.items()}
+  order = list(dict.fromkeys(top for layer in netdef.layers for top in layer.tops))
+  blobs = {k: _caffe_shape(outs.blobs[k].shape) for k in order}  # forward order, as Caffe
   return jax.tree.map(lambda s: tuple(s.shape), params), blobs
 
 

@@ -20,7 +20,8 @@ from absl import flags
 import numpy as np
 
 _OUT = flags.DEFINE_string('out', 'demo_out', 'Directory for the checkpoint and outputs '
-                           '(replaced if it exists).')
+                           '(replaced if it exists).',
+    allow_override=True)
 _FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'tests',
                          'fixtures', 'caffe')
 

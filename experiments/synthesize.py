@@ -27,7 +27,8 @@ _D = {f.name: f.default for f in dataclasses.fields(sweep.SweepConfig)
 
 flags.DEFINE_string('generator', None, 'Generator checkpoint directory.')
 flags.DEFINE_string('classifier', None, 'Classifier checkpoint directory.')
-flags.DEFINE_string('out', None, 'Output directory (a sweep with the same flags is resumed).')
+flags.DEFINE_string('out', None, 'Output directory (a sweep with the same flags is resumed).',
+    allow_override=True)
 flags.DEFINE_enum('preset', None, list(sweep.PRESETS),
                   'Original per-net settings (layer, lr, iters, L2, example units).')
 flags.DEFINE_string('layer', _D['layer'], 'Classifier layer of the units (Caffe name).')

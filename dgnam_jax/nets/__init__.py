@@ -14,6 +14,7 @@ from typing import Any, Callable
 from dgnam_jax.nets.caffenet import CaffeNet
 from dgnam_jax.nets.deepsim import CODE_SHAPES, DeePSimGenerator
 from dgnam_jax.nets.graph import CaffeGraph, NetOutputs
+from dgnam_jax.nets.small import CIFAR10_CONFIG, SmallCaffeNet
 
 IMAGENET_MEAN_BGR = (104.0, 117.0, 123.0)  # act_max.py's constant; the mean image averages these
 
@@ -54,6 +55,9 @@ NETS: dict[str, NetInfo] = {
     'deepsim_fc6': _generator('fc6'),
     'deepsim_fc7': _generator('fc7'),
     'deepsim_pool5': _generator('pool5'),
+    # The embedded CIFAR-10 classifier (dgnam_jax.nets.small; experiments/train_classifier.py).
+    'cifar10_classifier': NetInfo('classifier', 'cifar10_classifier.prototxt', (32, 32),
+                                  lambda **kw: SmallCaffeNet(CIFAR10_CONFIG, **kw)),
 }
 
 

@@ -1,0 +1,130 @@
+r"""Trains the project's CaffeNet-like classifier (CIFAR-10, Tiny ImageNet or an image folder).
+
+  python -m experiments.train_classifier --data=/work/shared/data/cifar10_jpeg.npz \
+      --workdir=/work/runs/cifar10_classifier --out=/work/runs/cifar10_classifier/export \
+      --cache_dir=/work/runs/data_cache --epochs=30
+
+``--data`` is a JPEG-pack ``.npz`` (train + test/val splits) or a folder ``root/<class>/*.jpg``
+(or ``root/train/<class>`` with ``root/test/`` or ``root/val/``). Decoded images are cached as
+uint8 ``.npy`` under ``--cache_dir``.
+
+The run is **resumable**: Orbax checkpoints go to ``--workdir`` every ``--checkpoint_every_secs``
+and at each epoch end; rerunning the same command after a kill continues from the last save with
+the same data order (other flags must not change; a mismatch is an error). The log is also
+written to ``<workdir>/train.log`` and the curves to ``<workdir>/training_curves.png``. When the
+schedule ends, the deploy net (BatchNorm folded into the convs) is written to ``--out`` in the
+project checkpoint format (CHECKPOINTS.md). A second classifier (e.g. the judge) is the same
+command with another ``--seed``/``--width``, ``--workdir`` and ``--out``.
+"""
+
+from __future__ import annotations
+
+import logging as std_logging
+import os
+import sys
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from dgnam_jax import data
+from dgnam_jax.nets import small
+from dgnam_jax.training import classifier
+
+_DATA = flags.DEFINE_string('data', None, 'JPEG-pack .npz or image folder.')
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Checkpoints, logs and curves (resumed if it '
+                               'holds a run).')
+_OUT = flags.DEFINE_string('out', None, 'Checkpoint directory of the exported net (must not '
+                           'exist); none: no export.',
+    allow_override=True)
+_CACHE_DIR = flags.DEFINE_string('cache_dir', None, 'Decoded-image cache (default '
+                                 '<workdir>/data_cache).')
+_IMAGE_SIZE = flags.DEFINE_integer('image_size', None, 'Resize images to this square size '
+                                   '(a multiple of 32); default: their own size.')
+_TEST_FRACTION = flags.DEFINE_float('test_fraction', 0.1, 'Held-out share per class for a '
+                                    'plain class folder.')
+_WIDTH = flags.DEFINE_float('width', 1.0, 'Conv channel multiplier (1.0: 32-64-96-96-64).')
+_FC_WIDTH = flags.DEFINE_integer('fc_width', 512, 'Units of fc6 and fc7.')
+_SEED = flags.DEFINE_integer('seed', 0, 'Init, data order, augmentation and dropout seed.')
+_EPOCHS = flags.DEFINE_float('epochs', 30.0, 'Schedule length in epochs.')
+_BATCH = flags.DEFINE_integer('batch_size', 128, 'Images per step.')
+_OPTIMIZER = flags.DEFINE_enum('optimizer', 'sgd', ['sgd', 'adamw'], 'SGD (Nesterov) or AdamW.')
+_LR = flags.DEFINE_float('lr', 0.1, 'Peak learning rate (warmup, then cosine to 0).')
+_MOMENTUM = flags.DEFINE_float('momentum', 0.9, 'SGD momentum / AdamW b1.')
+_WD = flags.DEFINE_float('weight_decay', 5e-4, 'Weight decay of conv/fc kernels.')
+_WARMUP = flags.DEFINE_float('warmup_epochs', 1.0, 'Linear warmup length in epochs.')
+_SMOOTHING = flags.DEFINE_float('label_smoothing', 0.1, 'Label smoothing.')
+_DROPOUT = flags.DEFINE_float('dropout', 0.3, 'Dropout after relu6/relu7.')
+_PAD = flags.DEFINE_integer('pad', 4, 'Random-crop padding (0: no crops).')
+_FLIP = flags.DEFINE_bool('flip', True, 'Random horizontal flips.')
+_CKPT_SECS = flags.DEFINE_float('checkpoint_every_secs', 300.0, 'Save at least this often.')
+_LOG_STEPS = flags.DEFINE_integer('log_every_steps', 50, 'Log the train loss this often.')
+_STOP_AT = flags.DEFINE_integer('stop_at_step', None, 'Save and stop at this step (the schedule '
+                                'still spans --epochs; rerun without it to continue).')
+
+
+class _QuietOrbax(std_logging.Filter):
+  """Drops Orbax's INFO chatter (dozens of lines per save) so the training log stays readable."""
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    return record.levelno >= std_logging.WARNING or '/orbax/' not in record.pathname
+
+
+def _log_to_file(path: str) -> std_logging.Handler:
+  """Copies the absl log into ``path`` (appending, so restarts keep one log)."""
+  handler = std_logging.FileHandler(path)
+  handler.setFormatter(logging.PythonFormatter())
+  handler.addFilter(_QuietOrbax())
+  logging.get_absl_logger().addHandler(handler)
+  return handler
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  workdir = os.path.abspath(_WORKDIR.value)
+  os.makedirs(workdir, exist_ok=True)
+  logging.get_absl_handler().addFilter(_QuietOrbax())
+  handler = _log_to_file(os.path.join(workdir, 'train.log'))
+  try:
+    return _train(workdir)
+  finally:
+    logging.get_absl_logger().removeHandler(handler)
+    handler.close()
+
+
+def _train(workdir: str) -> int:
+  """Loads the data, trains (or resumes) and exports; see the module docstring."""
+  command = 'python -m experiments.train_classifier ' + ' '.join(sys.argv[1:])
+  logging.info('command: %s', command)
+  t = time.time()
+  cache = _CACHE_DIR.value or os.path.join(workdir, 'data_cache')
+  train, test = data.load_dataset(_DATA.value, cache, _IMAGE_SIZE.value, _TEST_FRACTION.value)
+  logging.info('data %s: %d train / %d test images of %s, %d classes (%.1f s)', _DATA.value,
+               len(train), len(test), train.images.shape[1:], len(train.class_names),
+               time.time() - t)
+  config = small.SmallNetConfig(num_classes=len(train.class_names),
+                                input_size=train.images.shape[1], width=_WIDTH.value,
+                                fc_width=_FC_WIDTH.value)
+  cfg = classifier.TrainConfig(
+      epochs=_EPOCHS.value, batch_size=_BATCH.value, optimizer=_OPTIMIZER.value, lr=_LR.value,
+      momentum=_MOMENTUM.value, weight_decay=_WD.value, warmup_epochs=_WARMUP.value,
+      label_smoothing=_SMOOTHING.value, dropout=_DROPOUT.value, pad=_PAD.value,
+      flip=_FLIP.value, seed=_SEED.value)
+  run_info = {'data': os.path.abspath(_DATA.value), 'command': command}
+  result = classifier.train_classifier(
+      train, test, config, cfg, workdir, _OUT.value, run_info, stop_at_step=_STOP_AT.value,
+      checkpoint_every_secs=_CKPT_SECS.value, log_every_steps=_LOG_STEPS.value)
+  if not result['done']:
+    logging.info('stopped at step %d; rerun the same command without --stop_at_step to '
+                 'continue', result['step'])
+  else:
+    logging.info('done: deploy-net test accuracy %.4f, wall %.0f s, exported to %s',
+                 result['test_acc'], result['wall_s'], result['out'])
+  return 0
+
+
+if __name__ == '__main__':
+  flags.mark_flags_as_required(['data', 'workdir'])
+  app.run(lambda argv: sys.exit(main(argv)))
