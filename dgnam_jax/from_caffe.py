@@ -6,14 +6,13 @@ The library side of ``converters.caffe_to_orbax`` and ``converters.caffe_forward
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dgnam_jax import checkpoint, convert, layers, nets
+from dgnam_jax import checkpoint, convert, layers, nets, report
 from dgnam_jax.caffe import parse_prototxt, read_caffemodel, read_mean_binaryproto
 from dgnam_jax.caffe.netdef import CaffeFormatError, NetDef
 
@@ -30,13 +29,7 @@ class ConvertOptions:
   pixel_scale: float = 255.0
 
 
-def sha256(path: str) -> str:
-  """Hex sha256 of a file, read in 16 MiB chunks."""
-  h = hashlib.sha256()
-  with open(path, 'rb') as f:
-    for chunk in iter(lambda: f.read(1 << 24), b''):
-      h.update(chunk)
-  return h.hexdigest()
+sha256 = report.sha256_file
 
 
 def convert_caffe(prototxt: str, caffemodel: str, out: str,

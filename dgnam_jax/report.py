@@ -127,10 +127,11 @@ def read_manifest(out_dir: str) -> dict | None:
     return json.load(f)
 
 
-def _sha256_file(path: str) -> str:
+def sha256_file(path: str) -> str:
+  """Hex sha256 of a file, read in 16 MiB blocks."""
   digest = hashlib.sha256()
   with open(path, 'rb') as f:
-    for block in iter(lambda: f.read(1 << 20), b''):
+    for block in iter(lambda: f.read(1 << 24), b''):
       digest.update(block)
   return digest.hexdigest()
 
@@ -146,10 +147,10 @@ def _checkpoint_hashes(path: str) -> dict:
   total = 0
   for rel in files:
     full = os.path.join(params, rel)
-    combined.update(f'{rel}\0{_sha256_file(full)}\n'.encode())
+    combined.update(f'{rel}\0{sha256_file(full)}\n'.encode())
     total += os.path.getsize(full)
   return {'path': os.path.abspath(path),
-          'dgnam_json_sha256': _sha256_file(os.path.join(path, 'dgnam.json')),
+          'dgnam_json_sha256': sha256_file(os.path.join(path, 'dgnam.json')),
           'params_sha256': combined.hexdigest(), 'params_files': len(files),
           'params_bytes': total}
 
