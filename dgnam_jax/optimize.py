@@ -111,53 +111,101 @@ def dgnam_step(pipe: Pipeline, objective: Objective, gen_params, clf_params, h: 
   return new_h, act, (g_norm == 0) | (gh_norm == 0)
 
 
-def _optimize_one(pipe, objective, iters, snapshot_every, gen_params, clf_params, h0, target,
-                  hyper, lower, upper):
-  """The whole loop for one neuron (vmapped by the caller)."""
-  lr_end = jnp.where(hyper.lr_end < 0, hyper.lr, hyper.lr_end)
-
-  def body(carry, i):
-    h, drawn, act_last, active, count = carry
-    lr_i = hyper.lr + (lr_end - hyper.lr) * i.astype(jnp.float32) / iters
-    new_h, act, stop = dgnam_step(pipe, objective, gen_params, clf_params, h, target, lr_i,
-                                  hyper.l2, lower, upper)
-    drawn = jnp.where(active, h, drawn)
-    act_last = jnp.where(active, act, act_last)
-    h = jnp.where(active, new_h, h)
-    count = count + active.astype(jnp.int32)
-    active = active & ~stop
-    return (h, drawn, act_last, active, count), (act_last, h)
-
-  init = (h0, h0, jnp.zeros((), jnp.float32), jnp.ones((), bool), jnp.zeros((), jnp.int32))
-  (h, drawn, act, _, count), (traj, hs) = jax.lax.scan(body, init, jnp.arange(iters))
-  out = dict(codes=drawn, final_codes=h, activations=act, initial_activations=traj[0],
-             trajectory=traj, iterations=count)
+def _init_one(h0, iters: int, snapshot_every: int) -> dict:
+  """The loop state of one neuron before iteration 0."""
+  carry = dict(h=h0, drawn=h0, act=jnp.zeros((), jnp.float32), active=jnp.ones((), bool),
+               count=jnp.zeros((), jnp.int32), traj=jnp.zeros((iters,), jnp.float32))
   if snapshot_every:
-    out['snapshots'] = hs[snapshot_every - 1::snapshot_every]
+    carry['snaps'] = jnp.zeros((iters // snapshot_every,) + h0.shape, h0.dtype)
+  return carry
+
+
+def _advance_one(pipe, objective, iters, snapshot_every, gen_params, clf_params, carry, target,
+                 hyper, lower, upper, i):
+  """Iteration ``i`` for one neuron; a stopped neuron's state no longer changes."""
+  lr_end = jnp.where(hyper.lr_end < 0, hyper.lr, hyper.lr_end)
+  lr_i = hyper.lr + (lr_end - hyper.lr) * i.astype(jnp.float32) / iters
+  h, active = carry['h'], carry['active']
+  new_h, act, stop = dgnam_step(pipe, objective, gen_params, clf_params, h, target, lr_i,
+                                hyper.l2, lower, upper)
+  out = dict(carry)
+  out['drawn'] = jnp.where(active, h, carry['drawn'])
+  out['act'] = jnp.where(active, act, carry['act'])
+  out['h'] = jnp.where(active, new_h, h)
+  out['count'] = carry['count'] + active.astype(jnp.int32)
+  out['active'] = active & ~stop
+  out['traj'] = carry['traj'].at[i].set(out['act'])
+  if snapshot_every:
+    j = jnp.clip((i + 1) // snapshot_every - 1, 0, carry['snaps'].shape[0] - 1)
+    take = (i + 1) % snapshot_every == 0
+    out['snaps'] = carry['snaps'].at[j].set(jnp.where(take, out['h'], carry['snaps'][j]))
   return out
 
 
-def _optimize_rows(pipe, objective, iters, snapshot_every, gen_params, clf_params, codes0,
-                   targets, hyper, lower, upper):
-  """vmap over the rows of one device's batch, then draw the returned images."""
-  run = functools.partial(_optimize_one, pipe, objective, iters, snapshot_every, gen_params,
+def _finish_rows(pipe, gen_params, carry) -> dict:
+  """Results of one device's batch: draw the returned images from the codes that drew them."""
+  out = dict(codes=carry['drawn'], final_codes=carry['h'], activations=carry['act'],
+             initial_activations=carry['traj'][:, 0], trajectory=carry['traj'],
+             iterations=carry['count'])
+  if 'snaps' in carry:
+    out['snapshots'] = carry['snaps']
+  out['images'] = jax.vmap(pipe.to_classifier)(pipe.generate(gen_params, carry['drawn']))
+  return out
+
+
+def _step_rows(pipe, objective, iters, snapshot_every, gen_params, clf_params, carry, targets,
+               hyper, lower, upper, i):
+  """One iteration for every row of a device's batch."""
+  one = functools.partial(_advance_one, pipe, objective, iters, snapshot_every, gen_params,
                           clf_params)
-  out = jax.vmap(run, in_axes=(0, 0, 0, None, None))(codes0, targets, hyper, lower, upper)
-  images = pipe.generate(gen_params, out['codes'])
-  out['images'] = jax.vmap(pipe.to_classifier)(images)
-  return out
+  return jax.vmap(one, in_axes=(0, 0, 0, None, None, None))(carry, targets, hyper, lower, upper,
+                                                            i)
+
+
+def _scan_rows(pipe, objective, iters, snapshot_every, gen_params, clf_params, codes0, targets,
+               hyper, lower, upper):
+  """All iterations in one ``lax.scan`` (``loop='scan'``)."""
+  carry = jax.vmap(lambda h: _init_one(h, iters, snapshot_every))(codes0)
+  step = functools.partial(_step_rows, pipe, objective, iters, snapshot_every, gen_params,
+                           clf_params)
+  carry, _ = jax.lax.scan(lambda c, i: (step(c, targets, hyper, lower, upper, i), None), carry,
+                          jnp.arange(iters))
+  return _finish_rows(pipe, gen_params, carry)
+
+
+def _sharded(fn, mesh, in_specs, out_specs):
+  if mesh is None:
+    return fn
+  # check_vma=False: the loop state starts from per-row constants (zeros, True) that are not
+  # marked as varying over 'neurons', which the manual-axis type check rejects.
+  return jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
 
 
 @functools.lru_cache(maxsize=None)
-def _compiled(pipe, objective, iters, snapshot_every, mesh):
-  fn = functools.partial(_optimize_rows, pipe, objective, iters, snapshot_every)
-  if mesh is not None:
-    rows, rep = P('neurons'), P()
-    # check_vma=False: the scan carry starts from per-row constants (zeros, True) that are not
-    # marked as varying over 'neurons', which the manual-axis type check rejects.
-    fn = jax.shard_map(fn, mesh=mesh, in_specs=(rep, rep, rows, rows, rows, rep, rep),
-                       out_specs=rows, check_vma=False)
-  return jax.jit(fn)
+def _compiled(pipe, objective, iters, snapshot_every, mesh, loop):
+  """Jitted (init, step, finish) for ``loop='python'``, or one scanned program for 'scan'."""
+  rows, rep = P('neurons'), P()
+  if loop == 'scan':
+    fn = functools.partial(_scan_rows, pipe, objective, iters, snapshot_every)
+    return jax.jit(_sharded(fn, mesh, (rep, rep, rows, rows, rows, rep, rep), rows))
+  init = jax.vmap(lambda h: _init_one(h, iters, snapshot_every))
+  step = functools.partial(_step_rows, pipe, objective, iters, snapshot_every)
+  finish = functools.partial(_finish_rows, pipe)
+  return (jax.jit(_sharded(init, mesh, (rows,), rows)),
+          jax.jit(_sharded(step, mesh, (rep, rep, rows, rows, rows, rep, rep, rep), rows),
+                  donate_argnums=(2,)),
+          jax.jit(_sharded(finish, mesh, (rep, rows), rows)))
+
+
+def _run_batch(compiled, loop, iters, gen_params, clf_params, codes0, targets, hyper, lower,
+               upper):
+  if loop == 'scan':
+    return compiled(gen_params, clf_params, codes0, targets, hyper, lower, upper)
+  init, step, finish = compiled
+  carry = init(codes0)
+  for i in range(iters):  # async dispatch: nothing is read back until the end
+    carry = step(gen_params, clf_params, carry, targets, hyper, lower, upper, jnp.int32(i))
+  return finish(gen_params, carry)
 
 
 def default_mesh() -> Mesh | None:
@@ -196,7 +244,7 @@ def pack_slots(slot_keys: np.ndarray, batch: int, devices: int = 1) -> list[np.n
 def optimize_codes(pipe: Pipeline, gen_params, clf_params, codes0, targets: Target,
                    hyper: Hyper, lower, upper, *, objective: Objective, iters: int = 200,
                    batch_per_device: int = 8, mesh: Mesh | None | str = 'auto',
-                   snapshot_every: int = 0, slot_keys=None,
+                   snapshot_every: int = 0, slot_keys=None, loop: str = 'python',
                    on_batch: Callable[[int, int], None] | None = None) -> OptimizeResult:
   """Runs DGN-AM for N requests at once.
 
@@ -213,6 +261,9 @@ def optimize_codes(pipe: Pipeline, gen_params, clf_params, codes0, targets: Targ
       (padded), which with ``slot_keys`` makes results independent of N, chunking and devices.
     mesh: 'auto' (all devices), None (one device) or a 1-D Mesh with axis 'neurons'.
     snapshot_every: also return the code every this many iterations (0: no snapshots).
+    loop: 'python' (default): one jitted, vmapped iteration called ``iters`` times, carry
+      donated; or 'scan': all iterations in one ``lax.scan``. Same results; on XLA:CPU the scan
+      ran 2-5x slower at full and embedded size (BUILD_NOTES.md), and compiles far slower.
     slot_keys: (N,) ints; row i always runs in batch slot ``slot_keys[i] % batch_per_device``.
       Give equal keys to requests that must reproduce each other bitwise (default: the unit).
     on_batch: called as ``on_batch(rows_done, rows_total)`` after each batch (progress).
@@ -240,15 +291,17 @@ def optimize_codes(pipe: Pipeline, gen_params, clf_params, codes0, targets: Targ
     raise ValueError('initial codes contain NaN or inf')
   lower = jnp.broadcast_to(jnp.asarray(lower, jnp.float32), pipe.code_shape)
   upper = jnp.broadcast_to(jnp.asarray(upper, jnp.float32), pipe.code_shape)
-  fn = _compiled(pipe, objective, iters, snapshot_every, mesh)
+  if loop not in ('python', 'scan'):
+    raise ValueError(f"loop must be 'python' or 'scan', not {loop!r}")
+  compiled = _compiled(pipe, objective, iters, snapshot_every, mesh, loop)
   if slot_keys is None:
     slot_keys = np.asarray(targets.unit)
   merged, done = {}, 0
   for idx in pack_slots(np.asarray(slot_keys), batch_per_device, devices):
     real = idx >= 0
     src = np.where(real, idx, idx[real][0])  # padding repeats a real row; dropped below
-    out = fn(gen_params, clf_params, codes0[src], _rows(targets, src), _rows(hyper, src),
-             lower, upper)
+    out = _run_batch(compiled, loop, iters, gen_params, clf_params, codes0[src],
+                     _rows(targets, src), _rows(hyper, src), lower, upper)
     for key, value in out.items():
       value = np.asarray(value)
       if key not in merged:
