@@ -1,0 +1,694 @@
+r"""Throughput of batched DGN-AM against per-neuron and per-iteration loops (and PyTorch).
+
+  python -m experiments.benchmark --size=full --neurons=8 --iters=5 --out=bench_full.json
+  python -m experiments.benchmark --size=embedded --neurons=64 --iters=20 --out=bench_emb.json
+
+Builds a generator + classifier with random weights and runs the same N neurons x K iterations
+several ways, in one process, on the same weights and initial codes:
+
+  per_iteration     a jitted single-neuron single-step function called N*K times from Python,
+                    reading nothing back until the end (how per-neuron visualisation code runs).
+  per_neuron        ``optimize_codes`` with one row per call: a jitted K-iteration scan, N calls.
+  batched           ``optimize_codes`` once for all N (``--batch_per_device`` rows per call).
+  batched_step_loop the batched (vmapped) step called K times from Python, no ``lax.scan``: the
+                    loop structure proposed for ``optimize_codes`` on CPU (see below).
+  torch             ``benchmarks/torch_dgnam.py``: plain PyTorch autograd, one neuron at a time
+                    (skipped when torch is not importable).
+
+Each rate is neuron-iterations per second of the optimisation loop only, the median of
+``--repeats`` timed runs after one warm-up (compile) call. ``batched`` and ``per_neuron`` go
+through the public ``optimize_codes`` and so also draw each neuron's returned image (one extra
+generator forward per neuron: ~1/(3.4 K) of the work, 6% at K=5, 0.15% at K=200).
+
+Sizes: ``full`` is the paper's pair (DeePSim fc6 generator 4096 -> 256x256, CaffeNet 227; about
+6.9 GFLOP per neuron-iteration); ``embedded`` a half-width CaffeNet-like classifier at 56 px with
+a DeePSim-like generator (2048 -> 64x64, centre crop 56); ``tiny`` the test suite's stand-ins.
+The JSON has the rates, the ratios, peak memory, FLOP counts and, on accelerators, the fraction
+of peak FLOP/s (``--peak_tflops``, default from a small table by device kind).
+
+Why two experiments are built in (XLA:CPU, jaxlib 0.10.2): inside a ``lax.scan`` (a while loop)
+most convolutions of the step, all of the backward ones, miss the YNNPACK fast path they take
+when the same step is compiled on its own, so a scanned iteration costs about twice as much CPU
+time (``batched_step_loop`` vs ``batched``, ``per_iteration`` vs ``per_neuron``); and
+``feature_group_count=2`` convolutions run 4-7x slower than two half convolutions
+(``--grouped_conv=split``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import importlib.util
+import json
+import logging
+import os
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+from absl import app
+from absl import flags
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dgnam_jax import convert, layers, nets, optimize
+from dgnam_jax import targets as targets_lib
+from dgnam_jax.caffe import NetDef, parse_prototxt
+from dgnam_jax.nets import CaffeGraph
+from dgnam_jax.pipeline import ImageSpace, Pipeline
+
+SIZES = ('tiny', 'embedded', 'full')
+METHODS = ('per_iteration', 'per_neuron', 'batched', 'batched_step_loop', 'torch')
+RATE_KEYS = {m: f'{m}_loop_neuron_iters_per_s' for m in ('per_iteration', 'per_neuron')}
+RATE_KEYS |= {'batched': 'batched_neuron_iters_per_s',
+              'batched_step_loop': 'batched_step_loop_neuron_iters_per_s',
+              'torch': 'torch_per_neuron_loop_neuron_iters_per_s'}
+PARITY_TOLERANCE = 1e-4
+
+_SIZE = flags.DEFINE_enum('size', 'embedded', SIZES, 'Which nets: the paper\'s (full), a small '
+                          'CaffeNet-like pair (embedded) or the test stand-ins (tiny).')
+_NEURONS = flags.DEFINE_integer('neurons', 8, 'Neurons (fc units) to optimise.', lower_bound=1)
+_ITERS = flags.DEFINE_integer('iters', 5, 'DGN-AM iterations per neuron.', lower_bound=1)
+_BATCH = flags.DEFINE_integer('batch_per_device', 0, 'Rows per compiled call of the batched '
+                              'path (0: all neurons in one call).', lower_bound=0)
+_REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed runs per method (the median is reported).',
+                                lower_bound=1)
+_DTYPE = flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'], 'Compute dtype of the '
+                           'JAX nets (parameters stay float32; PyTorch always runs float32).')
+_METHODS = flags.DEFINE_multi_enum('methods', list(METHODS), METHODS, 'Methods to run.')
+_LAYER = flags.DEFINE_string('layer', 'fc8', 'Classifier layer whose units are maximised.')
+_PEAK = flags.DEFINE_float('peak_tflops', None, 'Peak TFLOP/s of the device for the '
+                           'fraction-of-peak figure (default: a table by device kind; none '
+                           'on CPU).')
+_TORCH_THREADS = flags.DEFINE_integer('torch_threads', 0, 'torch.set_num_threads (0: every core '
+                                      'this process may use).',
+                                      lower_bound=0)
+_GROUPED_CONV = flags.DEFINE_enum('grouped_conv', 'native', ['native', 'split'], 'Experiment: '
+                                  '"split" runs grouped convolutions as one convolution per '
+                                  'group plus a concat (a proposed dgnam_jax.layers change).')
+_SEED = flags.DEFINE_integer('seed', 0, 'Seed of the random weights and initial codes.')
+_OUT = flags.DEFINE_string('out', None, 'Write the results as JSON to this file.')
+
+# Dense peak TFLOP/s by (device-kind substring, dtype). float32 matmuls and convolutions run as
+# TF32 on these GPUs under JAX's default precision, hence the TF32 figure for 'float32'.
+PEAK_TFLOPS = (('H200', {'bfloat16': 989.0, 'float32': 495.0}),
+               ('H100', {'bfloat16': 989.0, 'float32': 495.0}),
+               ('A100', {'bfloat16': 312.0, 'float32': 156.0}))
+
+# --- nets -------------------------------------------------------------------------------------
+
+# A half-width CaffeNet for 56x56 inputs: same layer kinds and names (grouped convs, MAX pooling
+# in Caffe's ceil mode, LRN after pooling), so its per-layer costs scale like the real one's.
+EMBEDDED_CLASSIFIER = '''name: "embedded_caffenet"
+input: "data" input_shape { dim: 1 dim: 3 dim: 56 dim: 56 }
+layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
+  convolution_param { num_output: 48 kernel_size: 5 stride: 2 } }
+layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }
+layer { name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1"
+  pooling_param { pool: MAX kernel_size: 3 stride: 2 } }
+layer { name: "norm1" type: "LRN" bottom: "pool1" top: "norm1"
+  lrn_param { local_size: 5 alpha: 0.0001 beta: 0.75 } }
+layer { name: "conv2" type: "Convolution" bottom: "norm1" top: "conv2"
+  convolution_param { num_output: 128 pad: 2 kernel_size: 5 group: 2 } }
+layer { name: "relu2" type: "ReLU" bottom: "conv2" top: "conv2" }
+layer { name: "pool2" type: "Pooling" bottom: "conv2" top: "pool2"
+  pooling_param { pool: MAX kernel_size: 3 stride: 2 } }
+layer { name: "norm2" type: "LRN" bottom: "pool2" top: "norm2"
+  lrn_param { local_size: 5 alpha: 0.0001 beta: 0.75 } }
+layer { name: "conv3" type: "Convolution" bottom: "norm2" top: "conv3"
+  convolution_param { num_output: 192 pad: 1 kernel_size: 3 } }
+layer { name: "relu3" type: "ReLU" bottom: "conv3" top: "conv3" }
+layer { name: "conv4" type: "Convolution" bottom: "conv3" top: "conv4"
+  convolution_param { num_output: 192 pad: 1 kernel_size: 3 group: 2 } }
+layer { name: "relu4" type: "ReLU" bottom: "conv4" top: "conv4" }
+layer { name: "conv5" type: "Convolution" bottom: "conv4" top: "conv5"
+  convolution_param { num_output: 128 pad: 1 kernel_size: 3 group: 2 } }
+layer { name: "relu5" type: "ReLU" bottom: "conv5" top: "conv5" }
+layer { name: "pool5" type: "Pooling" bottom: "conv5" top: "pool5"
+  pooling_param { pool: MAX kernel_size: 3 stride: 2 } }
+layer { name: "fc6" type: "InnerProduct" bottom: "pool5" top: "fc6"
+  inner_product_param { num_output: 2048 } }
+layer { name: "relu6" type: "ReLU" bottom: "fc6" top: "fc6" }
+layer { name: "fc7" type: "InnerProduct" bottom: "fc6" top: "fc7"
+  inner_product_param { num_output: 2048 } }
+layer { name: "relu7" type: "ReLU" bottom: "fc7" top: "fc7" }
+layer { name: "fc8" type: "InnerProduct" bottom: "fc7" top: "fc8"
+  inner_product_param { num_output: 1000 } }
+layer { name: "prob" type: "Softmax" bottom: "fc8" top: "prob" }
+'''
+
+
+def _deepsim_like(name: str, code: int, fcs: Sequence[int], reshape: tuple[int, int, int],
+                  trunk: Sequence[tuple[str, int, int, int]]) -> str:
+  """A DeePSim-style prototxt: InnerProducts, a reshape, Deconvolutions, leaky ReLU 0.3."""
+  relu = ('layer {{ name: "relu_{0}" type: "ReLU" bottom: "{0}" top: "{0}" '
+          'relu_param {{ negative_slope: 0.3 }} }}\n')
+  out = [f'name: "{name}"\ninput: "feat" input_shape {{ dim: 1 dim: {code} }}\n']
+  bottom = 'feat'
+  for i, width in enumerate(fcs):
+    top = f'defc{7 - i}'
+    out.append(f'layer {{ name: "{top}" type: "InnerProduct" bottom: "{bottom}" top: "{top}" '
+               f'inner_product_param {{ num_output: {width} }} }}\n' + relu.format(top))
+    bottom = top
+  c, h, w = reshape
+  out.append(f'layer {{ name: "reshape" type: "Reshape" bottom: "{bottom}" top: "reshape_{bottom}"'
+             f' reshape_param {{ shape {{ dim: 1 dim: {c} dim: {h} dim: {w} }} }} }}\n')
+  bottom = f'reshape_{bottom}'
+  for top, width, kernel, stride in trunk:
+    out.append(f'layer {{ name: "{top}" type: "Deconvolution" bottom: "{bottom}" top: "{top}" '
+               f'convolution_param {{ num_output: {width} kernel_size: {kernel} '
+               f'stride: {stride} pad: 1 }} }}\n' + (relu.format(top) if top != 'deconv0' else ''))
+    bottom = top
+  return ''.join(out)
+
+
+# 2048-d code (the embedded classifier's fc6) -> 64x64 image, cropped to 56 like 256 -> 227.
+EMBEDDED_GENERATOR = _deepsim_like(
+    'embedded_deepsim', 2048, (2048, 2048, 1024), (64, 4, 4),
+    (('deconv5', 64, 4, 2), ('conv5_1', 128, 3, 1), ('deconv4', 64, 4, 2),
+     ('conv4_1', 64, 3, 1), ('deconv3', 32, 4, 2), ('conv3_1', 32, 3, 1),
+     ('deconv2', 16, 4, 2), ('deconv0', 3, 3, 1)))
+
+# The test suite's stand-ins (tests/tiny_nets.py): 16-d code -> 16x16 image -> crop 14.
+TINY_GENERATOR = _deepsim_like('tiny_gen', 16, (64,), (4, 4, 4),
+                               (('deconv1', 8, 4, 2), ('conv1_1', 8, 3, 1),
+                                ('deconv0', 3, 4, 2)))
+TINY_CLASSIFIER = '''name: "tiny_clf"
+input: "data" input_shape { dim: 1 dim: 3 dim: 14 dim: 14 }
+layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
+  convolution_param { num_output: 6 kernel_size: 3 stride: 1 } }
+layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }
+layer { name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1"
+  pooling_param { pool: MAX kernel_size: 3 stride: 2 } }
+layer { name: "norm1" type: "LRN" bottom: "pool1" top: "norm1"
+  lrn_param { local_size: 3 alpha: 0.0001 beta: 0.75 } }
+layer { name: "conv2" type: "Convolution" bottom: "norm1" top: "conv2"
+  convolution_param { num_output: 8 kernel_size: 3 pad: 1 group: 2 } }
+layer { name: "relu2" type: "ReLU" bottom: "conv2" top: "conv2" }
+layer { name: "fc6" type: "InnerProduct" bottom: "conv2" top: "fc6"
+  inner_product_param { num_output: 16 } }
+layer { name: "relu6" type: "ReLU" bottom: "fc6" top: "fc6" }
+layer { name: "fc8" type: "InnerProduct" bottom: "fc6" top: "fc8"
+  inner_product_param { num_output: 10 } }
+layer { name: "prob" type: "Softmax" bottom: "fc8" top: "prob" }
+'''
+
+
+@dataclasses.dataclass
+class Setup:
+  """Nets, weights and prototxts of one benchmark size.
+
+  Attributes:
+    pipe: the benchmarked pair (compute dtype as requested).
+    parity_pipe: the same modules in float32 (for the PyTorch parity check).
+    gen_def, clf_def: the prototxts, parsed (PyTorch builds its nets from them).
+    gen_params, clf_params: random float32 weights, already on the device.
+  """
+  pipe: Pipeline
+  parity_pipe: Pipeline
+  gen_def: NetDef
+  clf_def: NetDef
+  gen_params: dict
+  clf_params: dict
+
+
+def random_params(netdef: NetDef, seed: int) -> dict:
+  """He-scaled random weights for ``netdef``, so activations stay O(1) through the depth."""
+  pshapes, _ = convert.shapes(netdef, batch=1)
+  rng = np.random.default_rng(seed)
+  params = {}
+  for name, shapes in pshapes.items():
+    p = netdef.layer(name).param
+    kernel = shapes['kernel']
+    if netdef.layer(name).type == 'Deconvolution':  # (kh, kw, C_out/g, C_in)
+      fan_in = kernel[0] * kernel[1] * kernel[3] / (p.group * p.stride[0] * p.stride[1])
+    else:
+      fan_in = np.prod(kernel[:-1])
+    params[name] = {'kernel': rng.standard_normal(kernel, np.float32) * np.sqrt(2.0 / fan_in)}
+    if 'bias' in shapes:
+      params[name]['bias'] = rng.standard_normal(shapes['bias'], np.float32) * 0.01
+  return params
+
+
+def _image_size(netdef: NetDef, blob: str | None = None) -> tuple[int, int]:
+  """(H, W) of the net's input, or of ``blob``."""
+  if blob is None:
+    return tuple(netdef.inputs[0][1][2:])
+  return tuple(convert.shapes(netdef, batch=1)[1][blob][2:])
+
+
+def build_setup(size: str, dtype: str = 'float32', seed: int = 0) -> Setup:
+  """The generator/classifier pair of ``size`` with random weights."""
+  if size == 'full':
+    gen_def = parse_prototxt(nets.prototxt_text('deepsim_fc6'), 'deepsim_fc6.prototxt')
+    clf_def = parse_prototxt(nets.prototxt_text('caffenet'), 'caffenet.prototxt')
+    make = lambda dt: Pipeline(nets.DeePSimGenerator('fc6', dtype=dt),
+                               nets.CaffeNet(1000, dtype=dt), code_shape=(4096,))
+  else:
+    texts = {'embedded': (EMBEDDED_GENERATOR, EMBEDDED_CLASSIFIER),
+             'tiny': (TINY_GENERATOR, TINY_CLASSIFIER)}[size]
+    gen_def, clf_def = (parse_prototxt(t, f'{size}.prototxt') for t in texts)
+    spaces = dict(generator_space=ImageSpace(size=_image_size(gen_def, 'deconv0')),
+                  classifier_space=ImageSpace(size=_image_size(clf_def)))
+    code_shape = tuple(gen_def.inputs[0][1][1:])
+    make = lambda dt: Pipeline(CaffeGraph(gen_def, dtype=dt), CaffeGraph(clf_def, dtype=dt),
+                               code_shape=code_shape, **spaces)
+  # Parameters go to the device once: passing numpy trees would copy them on every call.
+  gen_params = jax.device_put(random_params(gen_def, seed))
+  clf_params = jax.device_put(random_params(clf_def, seed + 1))
+  return Setup(make(jnp.dtype(dtype)), make(jnp.float32), gen_def, clf_def, gen_params,
+               clf_params)
+
+
+def _layer_macs(netdef: NetDef, end: str | None = None) -> int:
+  """Multiply-accumulates of one forward pass (batch 1) through the conv and fc layers."""
+  _, blobs = convert.shapes(netdef, batch=1)
+  total = 0
+  for layer in netdef.layers:
+    p, bottom = layer.param, blobs[layer.bottoms[0]] if layer.bottoms else None
+    if layer.type == 'Convolution':
+      total += np.prod(blobs[layer.tops[0]][1:]) * bottom[1] // p.group * np.prod(p.kernel)
+    elif layer.type == 'Deconvolution':  # every input pixel scatters a C_out/g x k x k patch
+      total += np.prod(bottom[1:]) * p.num_output // p.group * np.prod(p.kernel)
+    elif layer.type == 'InnerProduct':
+      total += np.prod(bottom[1:]) * p.num_output
+    if layer.name == end:
+      break
+  return int(total)
+
+
+def flops_per_neuron_iter(setup: Setup, layer: str) -> float:
+  """FLOPs of one DGN-AM iteration for one neuron: forward + input-gradient pass of both nets.
+
+  Frozen weights mean no weight gradients, so the backward pass costs about one forward
+  (``reference/jax.md`` §4.1): 2 FLOP/MAC x 2 passes. The full-size pair gives 6.92e9.
+  """
+  return 4.0 * (_layer_macs(setup.gen_def) + _layer_macs(setup.clf_def, layer))
+
+
+# --- the four methods ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Problem:
+  """One benchmark's inputs: N codes, targets and step settings (device arrays)."""
+  objective: targets_lib.Objective
+  codes0: jax.Array
+  units: list[int]
+  targets: targets_lib.Target
+  hyper: optimize.Hyper
+  lower: jax.Array
+  upper: jax.Array
+  iters: int
+  lr: float = 8.0
+  lr_end: float = 1e-10
+  l2: float = 0.99
+
+
+def make_problem(setup: Setup, layer: str, neurons: int, iters: int, seed: int) -> Problem:
+  """Random non-negative codes in [0, 2) and bounds [0, 6], one fc unit per neuron."""
+  out = jax.eval_shape(setup.pipe.classify, setup.clf_params,
+                       jax.ShapeDtypeStruct((1, *setup.pipe.classifier_space.size, 3),
+                                            jnp.float32))
+  table = out.layers if hasattr(out, 'layers') else out
+  if layer not in table or table[layer].ndim != 2:
+    raise ValueError(f'--layer must name an fc layer of the classifier; got {layer!r}')
+  n_units = table[layer].shape[-1]
+  rng = np.random.default_rng(seed + 2)
+  codes0 = rng.uniform(0.0, 2.0, (neurons, *setup.pipe.code_shape)).astype(np.float32)
+  units = [(37 * i) % n_units for i in range(neurons)]
+  return Problem(targets_lib.Objective(layer), jnp.asarray(codes0), units,
+                 targets_lib.make_targets(units), optimize.make_hyper(neurons),
+                 jnp.zeros(setup.pipe.code_shape, jnp.float32),
+                 jnp.full(setup.pipe.code_shape, 6.0, jnp.float32), iters)
+
+
+def _engine(setup: Setup, prob: Problem, batch: int) -> np.ndarray:
+  """``optimize_codes`` on all of ``prob``, ``batch`` rows per compiled call; final codes."""
+  result = optimize.optimize_codes(setup.pipe, setup.gen_params, setup.clf_params, prob.codes0,
+                                   prob.targets, prob.hyper, prob.lower, prob.upper,
+                                   objective=prob.objective,
+                                   iters=prob.iters, batch_per_device=batch, mesh=None)
+  return result.final_codes
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _single_step(pipe, objective, gen_params, clf_params, h, target, lr_i, l2, lower, upper):
+  """One DGN-AM step for one neuron: what a per-iteration Python loop calls."""
+  return optimize.dgnam_step(pipe, objective, gen_params, clf_params, h, target, lr_i, l2,
+                             lower, upper)
+
+
+def _per_iteration_loop(setup: Setup, prob: Problem, neurons: Sequence[int]) -> np.ndarray:
+  """N*K dispatches of the jitted step; only the final codes are read back."""
+  l2 = jnp.float32(prob.l2)
+  lrs = [np.float32(prob.lr + (prob.lr_end - prob.lr) * i / prob.iters)
+         for i in range(prob.iters)]
+  finals = []
+  for n in neurons:
+    h, target = prob.codes0[n], jax.tree.map(lambda a, n=n: a[n], prob.targets)
+    for lr_i in lrs:
+      h, _, _ = _single_step(setup.pipe, prob.objective, setup.gen_params, setup.clf_params, h,
+                             target, lr_i, l2, prob.lower, prob.upper)
+    finals.append(h)
+  return np.stack([np.asarray(h) for h in jax.block_until_ready(finals)])
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1), donate_argnums=(4,))
+def _batched_step(pipe, objective, gen_params, clf_params, codes, targets, lr_i, l2, lower,
+                  upper):
+  """One DGN-AM step for a batch of neurons: ``dgnam_step`` vmapped over rows."""
+  step = functools.partial(optimize.dgnam_step, pipe, objective, gen_params, clf_params)
+  return jax.vmap(step, in_axes=(0, 0, None, None, None, None))(codes, targets, lr_i, l2, lower,
+                                                                  upper)
+
+
+def _batched_step_loop(setup: Setup, prob: Problem, batch: int) -> np.ndarray:
+  """The batched step dispatched K times from Python per batch of rows (no ``lax.scan``).
+
+  What ``optimize_codes`` would run with a Python loop over iterations instead of a scan: on
+  XLA:CPU the scan's while-loop body runs most convolutions outside the fast (YNNPACK) path.
+  """
+  l2 = jnp.float32(prob.l2)
+  lrs = [np.float32(prob.lr + (prob.lr_end - prob.lr) * i / prob.iters)
+         for i in range(prob.iters)]
+  finals = []
+  for start in range(0, prob.codes0.shape[0], batch):
+    rows = slice(start, start + batch)
+    # A whole-array slice is the array itself, and the step donates its codes: copy first.
+    h = jnp.array(prob.codes0[rows], copy=True)
+    targets = jax.tree.map(lambda a: a[rows], prob.targets)
+    for lr_i in lrs:
+      h, _, _ = _batched_step(setup.pipe, prob.objective, setup.gen_params, setup.clf_params, h,
+                              targets, lr_i, l2, prob.lower, prob.upper)
+    finals.append(h)
+  return np.concatenate([np.asarray(h) for h in jax.block_until_ready(finals)])
+
+
+@contextlib.contextmanager
+def grouped_conv_mode(mode: str):
+  """Within the block, ``mode='split'`` makes grouped convolutions one conv per group + concat.
+
+  An experiment for a proposed change to ``dgnam_jax.layers.conv2d``: on XLA:CPU a
+  ``feature_group_count=2`` convolution ran 4-7x slower than the two half convolutions (CaffeNet
+  conv2/4/5 hold 57% of its MACs). The nets look the function up at trace time, so swapping the
+  module attribute is enough; compiled programs are dropped on entry and exit so that neither
+  mode reuses the other's.
+  """
+  if mode == 'native':
+    yield
+    return
+  native = layers.conv2d
+
+  def split_conv2d(x, kernel, bias, *, group=1, **kwargs):
+    if group == 1:
+      return native(x, kernel, bias, **kwargs)
+    parts = zip(jnp.split(x, group, axis=-1), jnp.split(kernel, group, axis=-1))
+    y = jnp.concatenate([native(xg, kg, None, **kwargs) for xg, kg in parts], axis=-1)
+    return y if bias is None else y + bias.astype(y.dtype)
+
+  def clear():
+    optimize._compiled.cache_clear()  # pylint: disable=protected-access
+    jax.clear_caches()
+
+  clear()
+  layers.conv2d = split_conv2d
+  try:
+    yield
+  finally:
+    layers.conv2d = native
+    clear()
+
+
+def _load_torch_reference():
+  """``benchmarks/torch_dgnam.py``, or None when torch is not installed.
+
+  ``benchmarks/`` is a folder of scripts, not an installed package, so it is loaded by path.
+  """
+  if importlib.util.find_spec('torch') is None:
+    return None
+  path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'benchmarks',
+                      'torch_dgnam.py')
+  spec = importlib.util.spec_from_file_location('torch_dgnam', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+class TorchRunner:
+  """The PyTorch nets with the JAX weights, and the per-neuron loop over them."""
+
+  def __init__(self, tdg, setup: Setup, prob: Problem, threads: int):
+    import torch  # pylint: disable=import-outside-toplevel
+    self.torch, self.tdg = torch, tdg
+    # "All cores" means the cores this process may run on (taskset), not the machine's.
+    torch.set_num_threads(threads or len(os.sched_getaffinity(0)))
+    self.gen, self.clf = tdg.TorchCaffeNet(setup.gen_def), tdg.TorchCaffeNet(setup.clf_def)
+    tdg.load_caffe_blobs(self.gen, convert.flax_to_caffe(setup.gen_def,
+                                                         jax.device_get(setup.gen_params)))
+    tdg.load_caffe_blobs(self.clf, convert.flax_to_caffe(setup.clf_def,
+                                                         jax.device_get(setup.clf_params)))
+    pipe = setup.pipe
+    (th, tw), (gh, gw) = pipe.classifier_space.size, pipe.generator_space.size
+    self.crop = ((gh - th) // 2, (gw - tw) // 2, th, tw)
+    self.codes0 = torch.tensor(np.asarray(prob.codes0))
+    self.prob = prob
+
+  def neuron(self, n: int, iters: int | None = None):
+    p = self.prob
+    h, _, _ = self.tdg.dgnam_neuron(
+        self.gen, self.clf, self.codes0[n:n + 1], p.units[n], p.objective.layer,
+        iters or p.iters, self.crop, p.lr, p.lr_end, p.l2, 0.0, 6.0)
+    return h
+
+  def loop(self, neurons: Sequence[int]) -> np.ndarray:
+    return np.concatenate([self.neuron(n).numpy() for n in neurons])
+
+  def parity(self, setup: Setup, prob: Problem) -> dict[str, float]:
+    """Relative max errors, PyTorch vs JAX float32, on neuron 0's initial code.
+
+    Compares the generated image, the whole target layer, and d a_unit / d code.
+    """
+    torch, pipe, layer = self.torch, setup.parity_pipe, prob.objective.layer
+    code, unit = prob.codes0[:1], prob.units[0]
+
+    def jax_act(c):
+      xc = pipe.to_classifier(pipe.generate(setup.gen_params, c)[0])
+      out = pipe.classify(setup.clf_params, xc[None])
+      return out.layers[layer][0, unit], (xc, out.layers[layer][0])
+
+    with jax.default_matmul_precision('highest'):  # TF32 on GPUs would swamp the comparison
+      grad, (image, acts) = jax.jit(jax.grad(jax_act, has_aux=True))(code)
+    h = torch.tensor(np.asarray(code)).requires_grad_(True)
+    oy, ox, th, tw = self.crop
+    t_image = self.gen(h)[0][pipe.output_blob][:, :, oy:oy + th, ox:ox + tw]
+    t_acts = self.clf(t_image, end=layer)[1][layer][0]
+    (t_grad,) = torch.autograd.grad(t_acts[unit], h)
+    rel = lambda a, b: float(np.abs(np.asarray(a, np.float64) - b).max()
+                             / max(np.abs(b).max(), 1e-30))
+    return {'image': rel(t_image.detach().numpy()[0].transpose(1, 2, 0), np.asarray(image)),
+            'layer': rel(t_acts.detach().numpy(), np.asarray(acts)),
+            'code_grad': rel(t_grad.numpy(), np.asarray(grad))}
+
+
+# --- measurement --------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchConfig:
+  """Everything one benchmark run needs (the absl flags, as data)."""
+  size: str = 'embedded'
+  neurons: int = 8
+  iters: int = 5
+  batch_per_device: int = 0
+  repeats: int = 3
+  dtype: str = 'float32'
+  methods: tuple[str, ...] = METHODS
+  layer: str = 'fc8'
+  peak_tflops: float | None = None
+  torch_threads: int = 0
+  grouped_conv: str = 'native'
+  seed: int = 0
+
+
+def _peak_rss_mib() -> float:
+  """Process peak resident memory so far (Linux reports KiB, macOS bytes)."""
+  rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+  return rss / (2**20 if sys.platform == 'darwin' else 2**10)
+
+
+def _device_peak_mib() -> float | None:
+  stats = jax.devices()[0].memory_stats() or {}
+  return stats['peak_bytes_in_use'] / 2**20 if 'peak_bytes_in_use' in stats else None
+
+
+def _measure(warmup: Callable[[], object], run: Callable[[], object], repeats: int
+             ) -> tuple[float, list[float], list[float], object]:
+  """(warm-up s, wall s per repeat, process CPU s per repeat, last output).
+
+  ``run`` returns host arrays, so its wall time covers all the device work. The CPU time (all
+  threads) is a diagnostic that shared, busy machines distort less than wall time.
+  """
+  t = time.perf_counter()
+  warmup()
+  warm = time.perf_counter() - t
+  walls, cpus, out = [], [], None
+  for _ in range(repeats):
+    t, c = time.perf_counter(), time.process_time()
+    out = run()
+    walls.append(time.perf_counter() - t)
+    cpus.append(time.process_time() - c)
+  return warm, walls, cpus, out
+
+
+def default_peak_tflops(device_kind: str, dtype: str) -> float | None:
+  for key, peaks in PEAK_TFLOPS:
+    if key.lower() in device_kind.lower():
+      return peaks[dtype]
+  return None
+
+
+def run_benchmark(config: BenchConfig) -> dict:
+  """Runs the requested methods and returns the result record (see the module docstring)."""
+  with grouped_conv_mode(config.grouped_conv):
+    return _run(config)
+
+
+def _run(config: BenchConfig) -> dict:
+  setup = build_setup(config.size, config.dtype, config.seed)
+  prob = make_problem(setup, config.layer, config.neurons, config.iters, config.seed)
+  n, k = config.neurons, config.iters
+  batch = config.batch_per_device or n
+  everyone = range(n)
+  device = jax.devices()[0]
+  tdg = _load_torch_reference() if 'torch' in config.methods else None
+  methods = {
+      'per_iteration': (lambda: _per_iteration_loop(setup, prob, [0]),
+                        lambda: _per_iteration_loop(setup, prob, everyone)),
+      # optimize_codes also runs small eager ops (row gathers, a finiteness check) whose
+      # shapes depend on N, so these warm up with the very call that is timed.
+      'per_neuron': (lambda: _engine(setup, prob, 1), lambda: _engine(setup, prob, 1)),
+      'batched': (lambda: _engine(setup, prob, batch), lambda: _engine(setup, prob, batch)),
+      'batched_step_loop': (lambda: _batched_step_loop(setup, prob, batch),
+                            lambda: _batched_step_loop(setup, prob, batch)),
+  }
+  record = {'size': config.size, 'neurons': n, 'iters': k, 'batch_per_device': batch,
+            'repeats': config.repeats, 'dtype': config.dtype, 'layer': config.layer,
+            'grouped_conv': config.grouped_conv,
+            'device': f'{device.platform}:{device.device_kind}', 'platform': device.platform,
+            'device_count': jax.device_count(), 'cpu_count': len(os.sched_getaffinity(0)),
+            'jax_version': jax.__version__, 'xla_flags': os.environ.get('XLA_FLAGS', ''),
+            'flops_per_neuron_iter': flops_per_neuron_iter(setup, config.layer),
+            'torch_version': None, 'torch_threads': None, 'parity': None, 'parity_ok': None}
+  rates, codes, details = {}, {}, {}
+  if tdg is not None:
+    runner = TorchRunner(tdg, setup, prob, config.torch_threads)
+    record['torch_version'] = runner.torch.__version__
+    record['torch_threads'] = runner.torch.get_num_threads()
+    record['parity'] = runner.parity(setup, prob)
+    record['parity_ok'] = max(record['parity'].values()) <= PARITY_TOLERANCE
+    if not record['parity_ok']:
+      logging.warning('PyTorch and JAX disagree: %s', record['parity'])
+    methods['torch'] = (lambda: runner.neuron(0, iters=1), lambda: runner.loop(everyone))
+  for name in METHODS:
+    if name not in config.methods or name not in methods:
+      continue
+    warm, times, cpus, out = _measure(*methods[name], config.repeats)
+    rates[name] = n * k / statistics.median(times)
+    codes[name] = np.asarray(out).reshape(n, -1)
+    details[name] = {'warmup_s': warm, 'times_s': times, 'cpu_times_s': cpus,
+                     'cpu_s_per_neuron_iter': statistics.median(cpus) / (n * k),
+                     'peak_rss_mib_after': _peak_rss_mib(),
+                     'device_peak_mib_after': _device_peak_mib(),
+                     'achieved_tflops': rates[name] * record['flops_per_neuron_iter'] / 1e12}
+  for name in METHODS:
+    record[RATE_KEYS[name]] = rates.get(name)
+  ratio = lambda other: (rates['batched'] / rates[other]
+                         if 'batched' in rates and other in rates else None)
+  record['batched_over_per_neuron_loop'] = ratio('per_neuron')
+  record['batched_over_per_iteration_loop'] = ratio('per_iteration')
+  record['batched_over_torch'] = ratio('torch')
+  record['batched_step_loop_over_batched'] = (
+      rates['batched_step_loop'] / rates['batched']
+      if 'batched_step_loop' in rates and 'batched' in rates else None)
+  peak = config.peak_tflops
+  if peak is None and device.platform != 'cpu':
+    peak = default_peak_tflops(device.device_kind, config.dtype)
+  record['peak_tflops'] = peak
+  record['batched_fraction_of_peak'] = (
+      rates['batched'] * record['flops_per_neuron_iter'] / (peak * 1e12)
+      if peak and 'batched' in rates else None)
+  record['peak_rss_mib'] = _peak_rss_mib()
+  record['device_peak_mib'] = _device_peak_mib()
+  record['methods'] = details
+  # The methods must have done the same work: final codes agree up to float rounding (PyTorch
+  # and the loops accumulate differently, and the normalised step amplifies tiny differences).
+  if 'batched' in codes:
+    record['final_code_max_abs_diff_vs_batched'] = {
+        m: float(np.abs(c - codes['batched']).max()) for m, c in codes.items() if m != 'batched'}
+  record['targets'] = _targets(record)
+  return record
+
+
+def _targets(record: dict) -> dict[str, bool | None]:
+  """The issue's CPU targets for this size (None where a needed rate is missing)."""
+  check = lambda key, floor: None if record[key] is None else record[key] >= floor
+  if record['size'] == 'embedded':
+    return {'batched >= 5x per_neuron_loop': check('batched_over_per_neuron_loop', 5.0)}
+  if record['size'] == 'full':
+    return {'batched >= 0.9x per_neuron_loop': check('batched_over_per_neuron_loop', 0.9),
+            'batched >= torch per_neuron_loop': check('batched_over_torch', 1.0)}
+  return {}
+
+
+def format_record(record: dict) -> str:
+  """A human-readable summary of :func:`run_benchmark`'s record."""
+  lines = [f"{record['size']} nets, {record['neurons']} neurons x {record['iters']} iterations, "
+           f"{record['dtype']} on {record['device']} (batch {record['batch_per_device']}, "
+           f"median of {record['repeats']}, {record['flops_per_neuron_iter'] / 1e9:.3g} "
+           'GFLOP per neuron-iteration)']
+  for name in METHODS:
+    rate, info = record[RATE_KEYS[name]], record['methods'].get(name)
+    if rate is None:
+      lines.append(f'  {name:<17s} not run')
+      continue
+    lines.append(f"  {name:<17s} {rate:9.2f} neuron-iter/s {info['achieved_tflops'] * 1e3:7.1f} "
+                 f"GFLOP/s  CPU {info['cpu_s_per_neuron_iter'] * 1e3:7.1f} ms/neuron-iter  "
+                 f"warm-up {info['warmup_s']:5.1f} s  peak RSS so far "
+                 f"{info['peak_rss_mib_after']:6.0f} MiB")
+  for key in ('batched_over_per_neuron_loop', 'batched_over_per_iteration_loop',
+              'batched_over_torch', 'batched_step_loop_over_batched',
+              'batched_fraction_of_peak'):
+    if record[key] is not None:
+      lines.append(f'  {key} = {record[key]:.3f}')
+  if record['parity'] is not None:
+    lines.append('  PyTorch vs JAX rel. error: ' + ', '.join(
+        f'{k} {v:.1e}' for k, v in record['parity'].items()))
+  for key, ok in record['targets'].items():
+    lines.append(f"  target {key}: {'met' if ok else 'NOT met' if ok is False else 'n/a'}")
+  return '\n'.join(lines)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  config = BenchConfig(size=_SIZE.value, neurons=_NEURONS.value, iters=_ITERS.value,
+                       batch_per_device=_BATCH.value, repeats=_REPEATS.value, dtype=_DTYPE.value,
+                       methods=tuple(_METHODS.value), layer=_LAYER.value,
+                       peak_tflops=_PEAK.value, torch_threads=_TORCH_THREADS.value,
+                       grouped_conv=_GROUPED_CONV.value, seed=_SEED.value)
+  record = run_benchmark(config)
+  print(format_record(record))
+  if _OUT.value:
+    with open(_OUT.value, 'w') as f:
+      json.dump(record, f, indent=2)
+    print(f'wrote {_OUT.value}')
+
+
+if __name__ == '__main__':
+  jax.config.parse_flags_with_absl()
+  app.run(main)

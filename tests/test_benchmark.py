@@ -1,0 +1,35 @@
+"""Smoke test of experiments/benchmark.py on the tiny nets (every method, JSON written)."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+KEYS = ('batched_neuron_iters_per_s', 'per_neuron_loop_neuron_iters_per_s',
+        'per_iteration_loop_neuron_iters_per_s', 'torch_per_neuron_loop_neuron_iters_per_s',
+        'batched_over_per_neuron_loop', 'batched_over_per_iteration_loop', 'batched_over_torch',
+        'batched_fraction_of_peak', 'device', 'dtype', 'neurons', 'iters', 'size',
+        'flops_per_neuron_iter', 'peak_rss_mib', 'methods', 'targets')
+
+
+def test_tiny_benchmark_writes_json(tmp_path):
+  out = tmp_path / 'bench.json'
+  # A subprocess: runners share flag names (--out, --seed), so tests never import two of them.
+  subprocess.run([sys.executable, '-m', 'experiments.benchmark', '--size=tiny', '--neurons=2',
+                  '--iters=2', '--repeats=1', f'--out={out}'], cwd=ROOT, check=True,
+                 capture_output=True)
+  record = json.loads(out.read_text())
+  assert set(KEYS) <= set(record)
+  assert (record['size'], record['neurons'], record['iters']) == ('tiny', 2, 2)
+  for key in KEYS[:3]:
+    assert record[key] > 0
+  # The loops and the batched engine ran the same optimisation.
+  assert max(record['final_code_max_abs_diff_vs_batched'].values()) < 1e-3
+  if importlib.util.find_spec('torch') is None:
+    assert record['torch_per_neuron_loop_neuron_iters_per_s'] is None
+  else:  # same nets, same weights: the comparison is apples to apples
+    assert record['parity_ok'], record['parity']
+    assert record['batched_over_torch'] > 0
