@@ -56,6 +56,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dgnam_jax import convert, layers, nets, optimize
+from dgnam_jax.nets import tiny
 from dgnam_jax import targets as targets_lib
 from dgnam_jax.caffe import NetDef, parse_prototxt
 from dgnam_jax.nets import CaffeGraph
@@ -173,29 +174,8 @@ EMBEDDED_GENERATOR = _deepsim_like(
      ('conv4_1', 64, 3, 1), ('deconv3', 32, 4, 2), ('conv3_1', 32, 3, 1),
      ('deconv2', 16, 4, 2), ('deconv0', 3, 3, 1)))
 
-# The test suite's stand-ins (tests/tiny_nets.py): 16-d code -> 16x16 image -> crop 14.
-TINY_GENERATOR = _deepsim_like('tiny_gen', 16, (64,), (4, 4, 4),
-                               (('deconv1', 8, 4, 2), ('conv1_1', 8, 3, 1),
-                                ('deconv0', 3, 4, 2)))
-TINY_CLASSIFIER = '''name: "tiny_clf"
-input: "data" input_shape { dim: 1 dim: 3 dim: 14 dim: 14 }
-layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
-  convolution_param { num_output: 6 kernel_size: 3 stride: 1 } }
-layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }
-layer { name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1"
-  pooling_param { pool: MAX kernel_size: 3 stride: 2 } }
-layer { name: "norm1" type: "LRN" bottom: "pool1" top: "norm1"
-  lrn_param { local_size: 3 alpha: 0.0001 beta: 0.75 } }
-layer { name: "conv2" type: "Convolution" bottom: "norm1" top: "conv2"
-  convolution_param { num_output: 8 kernel_size: 3 pad: 1 group: 2 } }
-layer { name: "relu2" type: "ReLU" bottom: "conv2" top: "conv2" }
-layer { name: "fc6" type: "InnerProduct" bottom: "conv2" top: "fc6"
-  inner_product_param { num_output: 16 } }
-layer { name: "relu6" type: "ReLU" bottom: "fc6" top: "fc6" }
-layer { name: "fc8" type: "InnerProduct" bottom: "fc6" top: "fc8"
-  inner_product_param { num_output: 10 } }
-layer { name: "prob" type: "Softmax" bottom: "fc8" top: "prob" }
-'''
+# The test suite's stand-ins: 16-d code -> 16x16 image -> crop 14.
+TINY_GENERATOR, TINY_CLASSIFIER = tiny.GENERATOR, tiny.CLASSIFIER
 
 
 @dataclasses.dataclass
