@@ -54,8 +54,8 @@ class TorchCaffeNet(nn.Module):
         self.mods[_key(layer.name)] = _LinearSlot(p.num_output, p.bias_term)
       elif layer.type not in _STATELESS and layer.type not in ('Input', 'Split'):
         raise ValueError(f'layer {layer.name!r}: type {layer.type} is not supported here')
-      for top in layer.tops:
-        if layer.type in ('Convolution', 'Deconvolution'):
+      for top in layer.tops:  # channel counts, for the input width of later convolutions
+        if layer.type in ('Convolution', 'Deconvolution', 'InnerProduct'):
           channels[top] = p.num_output
         elif layer.type == 'Reshape' and len(p.shape) == 4:
           channels[top] = p.shape[1]

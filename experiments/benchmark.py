@@ -4,21 +4,21 @@ r"""Throughput of batched DGN-AM against per-neuron and per-iteration loops (and
   python -m experiments.benchmark --size=embedded --neurons=64 --iters=20 --out=bench_emb.json
 
 Builds a generator + classifier with random weights and runs the same N neurons x K iterations
-several ways, in one process, on the same weights and initial codes:
+four ways, in one process, on the same weights and initial codes:
 
-  per_iteration     a jitted single-neuron single-step function called N*K times from Python,
-                    reading nothing back until the end (how per-neuron visualisation code runs).
-  per_neuron        ``optimize_codes`` with one row per call: a jitted K-iteration scan, N calls.
-  batched           ``optimize_codes`` once for all N (``--batch_per_device`` rows per call).
-  batched_step_loop the batched (vmapped) step called K times from Python, no ``lax.scan``: the
-                    loop structure proposed for ``optimize_codes`` on CPU (see below).
-  torch             ``benchmarks/torch_dgnam.py``: plain PyTorch autograd, one neuron at a time
-                    (skipped when torch is not importable).
+  per_iteration  a jitted single-neuron single-step function called N*K times from Python,
+                 reading nothing back until the end (how per-neuron visualisation code runs).
+  per_neuron     ``optimize_codes`` with one row per compiled call, looped over the N neurons.
+  batched        ``optimize_codes`` for all N at once (``--batch_per_device`` rows per call).
+  torch          ``benchmarks/torch_dgnam.py``: plain PyTorch autograd, one neuron at a time
+                 (skipped when torch is not importable).
 
-Each rate is neuron-iterations per second of the optimisation loop only, the median of
-``--repeats`` timed runs after one warm-up (compile) call. ``batched`` and ``per_neuron`` go
-through the public ``optimize_codes`` and so also draw each neuron's returned image (one extra
-generator forward per neuron: ~1/(3.4 K) of the work, 6% at K=5, 0.15% at K=200).
+Each rate is neuron-iterations per second of the optimisation loop only: every method first runs
+once untimed (compilation, and the small eager ops whose shapes depend on N), then the timed
+repeats go round-robin over the methods, so that on a shared machine each method's median samples
+the same load; the median of ``--repeats`` is reported. ``batched`` and ``per_neuron`` go through
+the public ``optimize_codes`` and so also draw each neuron's returned image (one extra generator
+forward per neuron: ~1/(3.4 K) of the work, 6% at K=5, 0.15% at K=200).
 
 Sizes: ``full`` is the paper's pair (DeePSim fc6 generator 4096 -> 256x256, CaffeNet 227; about
 6.9 GFLOP per neuron-iteration); ``embedded`` a half-width CaffeNet-like classifier at 56 px with
@@ -26,12 +26,10 @@ a DeePSim-like generator (2048 -> 64x64, centre crop 56); ``tiny`` the test suit
 The JSON has the rates, the ratios, peak memory, FLOP counts and, on accelerators, the fraction
 of peak FLOP/s (``--peak_tflops``, default from a small table by device kind).
 
-Why two experiments are built in (XLA:CPU, jaxlib 0.10.2): inside a ``lax.scan`` (a while loop)
-most convolutions of the step, all of the backward ones, miss the YNNPACK fast path they take
-when the same step is compiled on its own, so a scanned iteration costs about twice as much CPU
-time (``batched_step_loop`` vs ``batched``, ``per_iteration`` vs ``per_neuron``); and
-``feature_group_count=2`` convolutions run 4-7x slower than two half convolutions
-(``--grouped_conv=split``).
+Two XLA:CPU effects can be measured with flags (jaxlib 0.10.2): ``--loop=scan`` runs the engine's
+``lax.scan`` variant, whose while-loop body leaves most backward convolutions off the YNNPACK path
+(about 2x the CPU time per iteration); ``--grouped_conv=split`` runs CaffeNet's
+``feature_group_count=2`` convolutions as one convolution per group, 4-7x faster per layer.
 """
 
 from __future__ import annotations
@@ -63,10 +61,9 @@ from dgnam_jax.nets import CaffeGraph
 from dgnam_jax.pipeline import ImageSpace, Pipeline
 
 SIZES = ('tiny', 'embedded', 'full')
-METHODS = ('per_iteration', 'per_neuron', 'batched', 'batched_step_loop', 'torch')
+METHODS = ('per_iteration', 'per_neuron', 'batched', 'torch')
 RATE_KEYS = {m: f'{m}_loop_neuron_iters_per_s' for m in ('per_iteration', 'per_neuron')}
 RATE_KEYS |= {'batched': 'batched_neuron_iters_per_s',
-              'batched_step_loop': 'batched_step_loop_neuron_iters_per_s',
               'torch': 'torch_per_neuron_loop_neuron_iters_per_s'}
 PARITY_TOLERANCE = 1e-4
 
@@ -88,6 +85,8 @@ _PEAK = flags.DEFINE_float('peak_tflops', None, 'Peak TFLOP/s of the device for 
 _TORCH_THREADS = flags.DEFINE_integer('torch_threads', 0, 'torch.set_num_threads (0: every core '
                                       'this process may use).',
                                       lower_bound=0)
+_LOOP = flags.DEFINE_enum('loop', 'python', ['python', 'scan'], 'optimize_codes(loop=...) for '
+                          'the batched and per-neuron methods.')
 _GROUPED_CONV = flags.DEFINE_enum('grouped_conv', 'native', ['native', 'split'], 'Experiment: '
                                   '"split" runs grouped convolutions as one convolution per '
                                   'group plus a concat (a proposed dgnam_jax.layers change).')
@@ -307,12 +306,12 @@ def make_problem(setup: Setup, layer: str, neurons: int, iters: int, seed: int) 
                  jnp.full(setup.pipe.code_shape, 6.0, jnp.float32), iters)
 
 
-def _engine(setup: Setup, prob: Problem, batch: int) -> np.ndarray:
+def _engine(setup: Setup, prob: Problem, batch: int, loop: str) -> np.ndarray:
   """``optimize_codes`` on all of ``prob``, ``batch`` rows per compiled call; final codes."""
   result = optimize.optimize_codes(setup.pipe, setup.gen_params, setup.clf_params, prob.codes0,
                                    prob.targets, prob.hyper, prob.lower, prob.upper,
-                                   objective=prob.objective,
-                                   iters=prob.iters, batch_per_device=batch, mesh=None)
+                                   objective=prob.objective, iters=prob.iters,
+                                   batch_per_device=batch, mesh=None, loop=loop)
   return result.final_codes
 
 
@@ -336,37 +335,6 @@ def _per_iteration_loop(setup: Setup, prob: Problem, neurons: Sequence[int]) -> 
                              target, lr_i, l2, prob.lower, prob.upper)
     finals.append(h)
   return np.stack([np.asarray(h) for h in jax.block_until_ready(finals)])
-
-
-@functools.partial(jax.jit, static_argnums=(0, 1), donate_argnums=(4,))
-def _batched_step(pipe, objective, gen_params, clf_params, codes, targets, lr_i, l2, lower,
-                  upper):
-  """One DGN-AM step for a batch of neurons: ``dgnam_step`` vmapped over rows."""
-  step = functools.partial(optimize.dgnam_step, pipe, objective, gen_params, clf_params)
-  return jax.vmap(step, in_axes=(0, 0, None, None, None, None))(codes, targets, lr_i, l2, lower,
-                                                                  upper)
-
-
-def _batched_step_loop(setup: Setup, prob: Problem, batch: int) -> np.ndarray:
-  """The batched step dispatched K times from Python per batch of rows (no ``lax.scan``).
-
-  What ``optimize_codes`` would run with a Python loop over iterations instead of a scan: on
-  XLA:CPU the scan's while-loop body runs most convolutions outside the fast (YNNPACK) path.
-  """
-  l2 = jnp.float32(prob.l2)
-  lrs = [np.float32(prob.lr + (prob.lr_end - prob.lr) * i / prob.iters)
-         for i in range(prob.iters)]
-  finals = []
-  for start in range(0, prob.codes0.shape[0], batch):
-    rows = slice(start, start + batch)
-    # A whole-array slice is the array itself, and the step donates its codes: copy first.
-    h = jnp.array(prob.codes0[rows], copy=True)
-    targets = jax.tree.map(lambda a: a[rows], prob.targets)
-    for lr_i in lrs:
-      h, _, _ = _batched_step(setup.pipe, prob.objective, setup.gen_params, setup.clf_params, h,
-                              targets, lr_i, l2, prob.lower, prob.upper)
-    finals.append(h)
-  return np.concatenate([np.asarray(h) for h in jax.block_until_ready(finals)])
 
 
 @contextlib.contextmanager
@@ -491,6 +459,7 @@ class BenchConfig:
   layer: str = 'fc8'
   peak_tflops: float | None = None
   torch_threads: int = 0
+  loop: str = 'python'
   grouped_conv: str = 'native'
   seed: int = 0
 
@@ -506,23 +475,13 @@ def _device_peak_mib() -> float | None:
   return stats['peak_bytes_in_use'] / 2**20 if 'peak_bytes_in_use' in stats else None
 
 
-def _measure(warmup: Callable[[], object], run: Callable[[], object], repeats: int
-             ) -> tuple[float, list[float], list[float], object]:
-  """(warm-up s, wall s per repeat, process CPU s per repeat, last output).
-
-  ``run`` returns host arrays, so its wall time covers all the device work. The CPU time (all
-  threads) is a diagnostic that shared, busy machines distort less than wall time.
-  """
-  t = time.perf_counter()
-  warmup()
-  warm = time.perf_counter() - t
-  walls, cpus, out = [], [], None
-  for _ in range(repeats):
-    t, c = time.perf_counter(), time.process_time()
-    out = run()
-    walls.append(time.perf_counter() - t)
-    cpus.append(time.process_time() - c)
-  return warm, walls, cpus, out
+def _timed(fn: Callable[[], object]) -> tuple[float, float, object]:
+  """(wall s, process CPU s, output) of one call; ``fn`` returns host arrays, so the wall time
+  covers all the device work. CPU time (all threads) is a diagnostic that a shared, busy machine
+  distorts less than wall time."""
+  t, c = time.perf_counter(), time.process_time()
+  out = fn()
+  return time.perf_counter() - t, time.process_time() - c, out
 
 
 def default_peak_tflops(device_kind: str, dtype: str) -> float | None:
@@ -538,7 +497,30 @@ def run_benchmark(config: BenchConfig) -> dict:
     return _run(config)
 
 
+def _measure_round_robin(methods: dict[str, tuple[Callable[[], object], Callable[[], object]]],
+                         repeats: int) -> tuple[dict[str, dict], dict[str, np.ndarray]]:
+  """Times (warm-up, run) pairs: all warm-ups first, then ``repeats`` rounds over the methods.
+
+  Returns per-method timing details and each method's last output (final codes).
+  """
+  details, outputs = {}, {}
+  for name, (warmup, _) in methods.items():
+    warm, _, _ = _timed(warmup)
+    # A warm-up is the timed call itself (or a part of it), so it reaches the method's peak.
+    details[name] = {'warmup_s': warm, 'times_s': [], 'cpu_times_s': [],
+                     'peak_rss_mib_after_warmup': _peak_rss_mib(),
+                     'device_peak_mib_after_warmup': _device_peak_mib()}
+  for _ in range(repeats):
+    for name, (_, run) in methods.items():
+      wall, cpu, out = _timed(run)
+      details[name]['times_s'].append(wall)
+      details[name]['cpu_times_s'].append(cpu)
+      outputs[name] = np.asarray(out)
+  return details, outputs
+
+
 def _run(config: BenchConfig) -> dict:
+  """:func:`run_benchmark` without the grouped-convolution switch."""
   setup = build_setup(config.size, config.dtype, config.seed)
   prob = make_problem(setup, config.layer, config.neurons, config.iters, config.seed)
   n, k = config.neurons, config.iters
@@ -551,20 +533,18 @@ def _run(config: BenchConfig) -> dict:
                         lambda: _per_iteration_loop(setup, prob, everyone)),
       # optimize_codes also runs small eager ops (row gathers, a finiteness check) whose
       # shapes depend on N, so these warm up with the very call that is timed.
-      'per_neuron': (lambda: _engine(setup, prob, 1), lambda: _engine(setup, prob, 1)),
-      'batched': (lambda: _engine(setup, prob, batch), lambda: _engine(setup, prob, batch)),
-      'batched_step_loop': (lambda: _batched_step_loop(setup, prob, batch),
-                            lambda: _batched_step_loop(setup, prob, batch)),
+      'per_neuron': (lambda: _engine(setup, prob, 1, config.loop),) * 2,
+      'batched': (lambda: _engine(setup, prob, batch, config.loop),) * 2,
   }
   record = {'size': config.size, 'neurons': n, 'iters': k, 'batch_per_device': batch,
             'repeats': config.repeats, 'dtype': config.dtype, 'layer': config.layer,
-            'grouped_conv': config.grouped_conv,
+            'loop': config.loop, 'grouped_conv': config.grouped_conv,
             'device': f'{device.platform}:{device.device_kind}', 'platform': device.platform,
             'device_count': jax.device_count(), 'cpu_count': len(os.sched_getaffinity(0)),
             'jax_version': jax.__version__, 'xla_flags': os.environ.get('XLA_FLAGS', ''),
             'flops_per_neuron_iter': flops_per_neuron_iter(setup, config.layer),
             'torch_version': None, 'torch_threads': None, 'parity': None, 'parity_ok': None}
-  rates, codes, details = {}, {}, {}
+  rates = {}
   if tdg is not None:
     runner = TorchRunner(tdg, setup, prob, config.torch_threads)
     record['torch_version'] = runner.torch.__version__
@@ -574,17 +554,13 @@ def _run(config: BenchConfig) -> dict:
     if not record['parity_ok']:
       logging.warning('PyTorch and JAX disagree: %s', record['parity'])
     methods['torch'] = (lambda: runner.neuron(0, iters=1), lambda: runner.loop(everyone))
-  for name in METHODS:
-    if name not in config.methods or name not in methods:
-      continue
-    warm, times, cpus, out = _measure(*methods[name], config.repeats)
-    rates[name] = n * k / statistics.median(times)
-    codes[name] = np.asarray(out).reshape(n, -1)
-    details[name] = {'warmup_s': warm, 'times_s': times, 'cpu_times_s': cpus,
-                     'cpu_s_per_neuron_iter': statistics.median(cpus) / (n * k),
-                     'peak_rss_mib_after': _peak_rss_mib(),
-                     'device_peak_mib_after': _device_peak_mib(),
-                     'achieved_tflops': rates[name] * record['flops_per_neuron_iter'] / 1e12}
+  chosen = {m: methods[m] for m in METHODS if m in config.methods and m in methods}
+  details, codes = _measure_round_robin(chosen, config.repeats)
+  for name, info in details.items():
+    codes[name] = codes[name].reshape(n, -1)
+    rates[name] = n * k / statistics.median(info['times_s'])
+    info['cpu_s_per_neuron_iter'] = statistics.median(info['cpu_times_s']) / (n * k)
+    info['achieved_tflops'] = rates[name] * record['flops_per_neuron_iter'] / 1e12
   for name in METHODS:
     record[RATE_KEYS[name]] = rates.get(name)
   ratio = lambda other: (rates['batched'] / rates[other]
@@ -592,9 +568,6 @@ def _run(config: BenchConfig) -> dict:
   record['batched_over_per_neuron_loop'] = ratio('per_neuron')
   record['batched_over_per_iteration_loop'] = ratio('per_iteration')
   record['batched_over_torch'] = ratio('torch')
-  record['batched_step_loop_over_batched'] = (
-      rates['batched_step_loop'] / rates['batched']
-      if 'batched_step_loop' in rates and 'batched' in rates else None)
   peak = config.peak_tflops
   if peak is None and device.platform != 'cpu':
     peak = default_peak_tflops(device.device_kind, config.dtype)
@@ -629,20 +602,20 @@ def format_record(record: dict) -> str:
   """A human-readable summary of :func:`run_benchmark`'s record."""
   lines = [f"{record['size']} nets, {record['neurons']} neurons x {record['iters']} iterations, "
            f"{record['dtype']} on {record['device']} (batch {record['batch_per_device']}, "
-           f"median of {record['repeats']}, {record['flops_per_neuron_iter'] / 1e9:.3g} "
-           'GFLOP per neuron-iteration)']
+           f"loop {record['loop']}, grouped conv {record['grouped_conv']}, median of "
+           f"{record['repeats']}, {record['flops_per_neuron_iter'] / 1e9:.3g} GFLOP per "
+           'neuron-iteration)']
   for name in METHODS:
     rate, info = record[RATE_KEYS[name]], record['methods'].get(name)
     if rate is None:
-      lines.append(f'  {name:<17s} not run')
+      lines.append(f'  {name:<14s} not run')
       continue
-    lines.append(f"  {name:<17s} {rate:9.2f} neuron-iter/s {info['achieved_tflops'] * 1e3:7.1f} "
+    lines.append(f"  {name:<14s} {rate:9.2f} neuron-iter/s {info['achieved_tflops'] * 1e3:7.1f} "
                  f"GFLOP/s  CPU {info['cpu_s_per_neuron_iter'] * 1e3:7.1f} ms/neuron-iter  "
                  f"warm-up {info['warmup_s']:5.1f} s  peak RSS so far "
-                 f"{info['peak_rss_mib_after']:6.0f} MiB")
+                 f"{info['peak_rss_mib_after_warmup']:6.0f} MiB")
   for key in ('batched_over_per_neuron_loop', 'batched_over_per_iteration_loop',
-              'batched_over_torch', 'batched_step_loop_over_batched',
-              'batched_fraction_of_peak'):
+              'batched_over_torch', 'batched_fraction_of_peak'):
     if record[key] is not None:
       lines.append(f'  {key} = {record[key]:.3f}')
   if record['parity'] is not None:
@@ -660,7 +633,7 @@ def main(argv):
                        batch_per_device=_BATCH.value, repeats=_REPEATS.value, dtype=_DTYPE.value,
                        methods=tuple(_METHODS.value), layer=_LAYER.value,
                        peak_tflops=_PEAK.value, torch_threads=_TORCH_THREADS.value,
-                       grouped_conv=_GROUPED_CONV.value, seed=_SEED.value)
+                       loop=_LOOP.value, grouped_conv=_GROUPED_CONV.value, seed=_SEED.value)
   record = run_benchmark(config)
   print(format_record(record))
   if _OUT.value:
