@@ -54,10 +54,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from dgnam_jax import convert, layers, nets, optimize
-from dgnam_jax.nets import tiny
 from dgnam_jax import targets as targets_lib
 from dgnam_jax.caffe import NetDef, parse_prototxt
-from dgnam_jax.nets import CaffeGraph
+from dgnam_jax.nets import CaffeGraph, tiny
 from dgnam_jax.pipeline import ImageSpace, Pipeline
 
 SIZES = ('tiny', 'embedded', 'full')
@@ -195,9 +194,15 @@ class Setup:
   clf_params: dict
 
 
+@functools.lru_cache(maxsize=None)
+def _shapes(netdef: NetDef):
+  """``convert.shapes`` at batch 1, once per net (each call traces the whole module)."""
+  return convert.shapes(netdef, batch=1)
+
+
 def random_params(netdef: NetDef, seed: int) -> dict:
   """He-scaled random weights for ``netdef``, so activations stay O(1) through the depth."""
-  pshapes, _ = convert.shapes(netdef, batch=1)
+  pshapes, _ = _shapes(netdef)
   rng = np.random.default_rng(seed)
   params = {}
   for name, shapes in pshapes.items():
@@ -217,7 +222,7 @@ def _image_size(netdef: NetDef, blob: str | None = None) -> tuple[int, int]:
   """(H, W) of the net's input, or of ``blob``."""
   if blob is None:
     return tuple(netdef.inputs[0][1][2:])
-  return tuple(convert.shapes(netdef, batch=1)[1][blob][2:])
+  return tuple(_shapes(netdef)[1][blob][2:])
 
 
 def build_setup(size: str, dtype: str = 'float32', seed: int = 0) -> Setup:
@@ -245,7 +250,7 @@ def build_setup(size: str, dtype: str = 'float32', seed: int = 0) -> Setup:
 
 def _layer_macs(netdef: NetDef, end: str | None = None) -> int:
   """Multiply-accumulates of one forward pass (batch 1) through the conv and fc layers."""
-  _, blobs = convert.shapes(netdef, batch=1)
+  _, blobs = _shapes(netdef)
   total = 0
   for layer in netdef.layers:
     p, bottom = layer.param, blobs[layer.bottoms[0]] if layer.bottoms else None
@@ -568,6 +573,11 @@ def _run(config: BenchConfig) -> dict:
   record['batched_over_per_neuron_loop'] = ratio('per_neuron')
   record['batched_over_per_iteration_loop'] = ratio('per_iteration')
   record['batched_over_torch'] = ratio('torch')
+  # The same ratios in CPU time (all threads) per neuron-iteration: per-core efficiency, which a
+  # machine shared with other jobs distorts much less than wall time.
+  cpu = {m: info['cpu_s_per_neuron_iter'] for m, info in details.items()}
+  record['cpu_time_ratios'] = {f'batched_over_{m}': cpu[m] / cpu['batched']
+                               for m in cpu if m != 'batched' and 'batched' in cpu}
   peak = config.peak_tflops
   if peak is None and device.platform != 'cpu':
     peak = default_peak_tflops(device.device_kind, config.dtype)
@@ -618,6 +628,8 @@ def format_record(record: dict) -> str:
               'batched_over_torch', 'batched_fraction_of_peak'):
     if record[key] is not None:
       lines.append(f'  {key} = {record[key]:.3f}')
+  for key, value in record['cpu_time_ratios'].items():
+    lines.append(f'  CPU-time ratio {key} = {value:.3f}')
   if record['parity'] is not None:
     lines.append('  PyTorch vs JAX rel. error: ' + ', '.join(
         f'{k} {v:.1e}' for k, v in record['parity'].items()))

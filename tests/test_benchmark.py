@@ -18,9 +18,11 @@ KEYS = ('batched_neuron_iters_per_s', 'per_neuron_loop_neuron_iters_per_s',
 def test_tiny_benchmark_writes_json(tmp_path):
   out = tmp_path / 'bench.json'
   # A subprocess: runners share flag names (--out, --seed), so tests never import two of them.
+  # One row per call lets the batched and per-neuron paths share compiled programs (compiling is
+  # most of the cost); one PyTorch thread avoids per-op barrier stalls on a busy machine.
   subprocess.run([sys.executable, '-m', 'experiments.benchmark', '--size=tiny', '--neurons=2',
-                  '--iters=2', '--repeats=1', f'--out={out}'], cwd=ROOT, check=True,
-                 capture_output=True)
+                  '--iters=2', '--repeats=1', '--batch_per_device=1', '--torch_threads=1',
+                  f'--out={out}'], cwd=ROOT, check=True, capture_output=True)
   record = json.loads(out.read_text())
   assert set(KEYS) <= set(record)
   assert (record['size'], record['neurons'], record['iters']) == ('tiny', 2, 2)
