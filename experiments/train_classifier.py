@@ -19,7 +19,6 @@ command with another ``--seed``/``--width``, ``--workdir`` and ``--out``.
 
 from __future__ import annotations
 
-import logging as std_logging
 import os
 import sys
 import time
@@ -31,6 +30,7 @@ from absl import logging
 from dgnam_jax import data
 from dgnam_jax.nets import small
 from dgnam_jax.training import classifier
+from experiments._training_log import training_log
 
 _DATA = flags.DEFINE_string('data', None, 'JPEG-pack .npz or image folder.')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Checkpoints, logs and curves (resumed if it '
@@ -64,34 +64,11 @@ _STOP_AT = flags.DEFINE_integer('stop_at_step', None, 'Save and stop at this ste
                                 'still spans --epochs; rerun without it to continue).')
 
 
-class _QuietOrbax(std_logging.Filter):
-  """Drops Orbax's INFO chatter (dozens of lines per save) so the training log stays readable."""
-
-  def filter(self, record: std_logging.LogRecord) -> bool:
-    return record.levelno >= std_logging.WARNING or '/orbax/' not in record.pathname
-
-
-def _log_to_file(path: str) -> std_logging.Handler:
-  """Copies the absl log into ``path`` (appending, so restarts keep one log)."""
-  handler = std_logging.FileHandler(path)
-  handler.setFormatter(logging.PythonFormatter())
-  handler.addFilter(_QuietOrbax())
-  logging.get_absl_logger().addHandler(handler)
-  return handler
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  workdir = os.path.abspath(_WORKDIR.value)
-  os.makedirs(workdir, exist_ok=True)
-  logging.get_absl_handler().addFilter(_QuietOrbax())
-  handler = _log_to_file(os.path.join(workdir, 'train.log'))
-  try:
+  with training_log(_WORKDIR.value) as workdir:
     return _train(workdir)
-  finally:
-    logging.get_absl_logger().removeHandler(handler)
-    handler.close()
 
 
 def _train(workdir: str) -> int:

@@ -15,6 +15,7 @@ from dgnam_jax.nets.caffenet import CaffeNet
 from dgnam_jax.nets.deepsim import CODE_SHAPES, DeePSimGenerator
 from dgnam_jax.nets.graph import CaffeGraph, NetOutputs
 from dgnam_jax.nets.small import CIFAR10_CONFIG, SmallCaffeNet
+from dgnam_jax.nets.small_gen import CIFAR10_GEN_CONFIG, SmallDeePSim
 
 IMAGENET_MEAN_BGR = (104.0, 117.0, 123.0)  # act_max.py's constant; the mean image averages these
 
@@ -58,6 +59,10 @@ NETS: dict[str, NetInfo] = {
     # The embedded CIFAR-10 classifier (dgnam_jax.nets.small; experiments/train_classifier.py).
     'cifar10_classifier': NetInfo('classifier', 'cifar10_classifier.prototxt', (32, 32),
                                   lambda **kw: SmallCaffeNet(CIFAR10_CONFIG, **kw)),
+    # Its DeePSim-style fc6 generator (dgnam_jax.nets.small_gen; experiments/train_generator.py).
+    'cifar10_generator': NetInfo('generator', 'cifar10_generator.prototxt', (32, 32),
+                                 lambda **kw: SmallDeePSim(CIFAR10_GEN_CONFIG, **kw), 'fc6',
+                                 'deconv0'),
 }
 
 

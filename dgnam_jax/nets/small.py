@@ -235,6 +235,12 @@ def param_count(params) -> int:
   return int(sum(np.prod(np.shape(v)) for v in jax.tree.leaves(params)))
 
 
+def caffe_layer_text(name: str, ltype: str, bottom: str | None, top: str, param: str = '') -> str:
+  """One V2 text ``layer { ... }`` block; ``param`` is its already indented parameter message."""
+  return (f'layer {{\n  name: "{name}"\n  type: "{ltype}"\n'
+          + (f'  bottom: "{bottom}"\n' if bottom else '') + f'  top: "{top}"\n' + param + '}')
+
+
 def deploy_prototxt(config: SmallNetConfig, name: str = 'SmallCaffeNet',
                     dropout: float = 0.3) -> str:
   """The Caffe deploy prototxt (V2 text) of the deploy form of ``config``.
@@ -247,9 +253,7 @@ def deploy_prototxt(config: SmallNetConfig, name: str = 'SmallCaffeNet',
            f'name: "{name}"']
 
   def layer(lname, ltype, bottom, top, param=''):
-    lines.append(f'layer {{\n  name: "{lname}"\n  type: "{ltype}"\n'
-                 + (f'  bottom: "{bottom}"\n' if bottom else '') + f'  top: "{top}"\n'
-                 + param + '}')
+    lines.append(caffe_layer_text(lname, ltype, bottom, top, param))
 
   size = config.input_size
   layer('data', 'Input', None, 'data',

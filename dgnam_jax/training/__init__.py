@@ -132,27 +132,33 @@ def _panel(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], title: str
     draw.text((pr - 110, pt + 4 + 12 * k), label, fill=colour, font=font)
 
 
-def plot_curves(history: Sequence[Mapping[str, float]], path: str, title: str = '') -> None:
-  """Draws loss and accuracy against epoch (train and test) into a PNG at ``path``.
+CLASSIFIER_PANELS = (('loss', ('train_loss', 'test_loss')),
+                     ('top-1 accuracy', ('train_acc', 'test_acc')))
+
+
+def plot_curves(history: Sequence[Mapping[str, float]], path: str, title: str = '',
+                panels: Sequence[tuple[str, Sequence[str]]] = CLASSIFIER_PANELS) -> None:
+  """Draws history entries against epoch into a PNG at ``path``, one chart per panel.
 
   Args:
-    history: one record per evaluation with 'epoch', 'train_loss', 'test_loss', 'train_acc',
-      'test_acc' (missing keys are skipped).
+    history: one record per evaluation with 'epoch' and the keys the panels name (missing keys
+      are skipped).
     path: the PNG to write (atomically replaced).
     title: a line drawn above the charts.
+    panels: (chart title, keys drawn in it) per chart, side by side.
   """
   font = ImageFont.load_default()
-  img = Image.new('RGB', (900, 380), 'white')
+  img = Image.new('RGB', (450 * len(panels), 380), 'white')
   draw = ImageDraw.Draw(img)
   draw.text((10, 4), title, fill='black', font=font)
   ep = [h['epoch'] for h in history]
 
-  def series(*keys):
-    return [(k, [e for e, h in zip(ep, history) if k in h], [h[k] for h in history if k in h])
-            for k in keys]
+  def series(keys):
+    return [(k, [e for e, h in zip(ep, history) if h.get(k) is not None],
+             [h[k] for h in history if h.get(k) is not None]) for k in keys]
 
-  _panel(draw, (0, 20, 450, 380), 'loss', series('train_loss', 'test_loss'), font)
-  _panel(draw, (450, 20, 900, 380), 'top-1 accuracy', series('train_acc', 'test_acc'), font)
+  for i, (name, keys) in enumerate(panels):
+    _panel(draw, (450 * i, 20, 450 * (i + 1), 380), name, series(keys), font)
   tmp = path + '.tmp.png'
   img.save(tmp)
   os.replace(tmp, path)

@@ -1,0 +1,146 @@
+"""Scoring and export of the project's generators: reconstructions, code statistics, checkpoint.
+
+* :func:`reconstruction_metrics`: PSNR of G(E(x)) against held-out x (the saved-photo convention:
+  output + mean clipped to 0-255) and the relative error of the re-encoded code E(G(E(x))).
+* :func:`code_statistics`: per-unit mean and std of the post-ReLU code, the bounds file.
+* :func:`export_generator`: the generator checkpoint (CHECKPOINTS.md), naming its encoder.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dgnam_jax import checkpoint, convert, data, images, nets
+from dgnam_jax.caffe import parse_prototxt
+from dgnam_jax.nets import small_gen
+
+REGISTERED_NAME = 'cifar10_generator'  # the registry entry built from CIFAR10_GEN_CONFIG
+CODE_BLOB = 'fc6'  # read after the whole forward, so post-ReLU (relu6 is in place)
+
+
+@functools.lru_cache(maxsize=8)
+def make_recon_fn(encoder, generator) -> Callable:
+  """jit(enc params, gen params, uint8 RGB, valid n, mean) -> (sum sq err, sum rel code err, G)."""
+
+  def fn(enc_params, gen_params, images_u8, n, mean_bgr):
+    x = data.to_net_input(images_u8, mean_bgr)
+    code = encoder.apply({'params': enc_params}, x).blobs[CODE_BLOB]
+    fake = generator.apply({'params': gen_params}, code).blobs['deconv0']
+    # The saved photo: generator output + mean, clipped to 0-255 (error in 0-255 units).
+    err = jnp.clip(fake + mean_bgr, 0, 255) - (x + mean_bgr)
+    recode = encoder.apply({'params': enc_params}, fake).blobs[CODE_BLOB]
+    rel = (jnp.linalg.norm(recode - code, axis=-1)
+           / jnp.maximum(jnp.linalg.norm(code, axis=-1), 1e-6))
+    valid = jnp.arange(images_u8.shape[0]) < n
+    sq = jnp.where(valid, jnp.mean(jnp.square(err), axis=(1, 2, 3)), 0.0)
+    return jnp.sum(sq), jnp.sum(jnp.where(valid, rel, 0.0)), fake
+
+  return jax.jit(fn)
+
+
+def reconstruction_metrics(encoder, enc_params, generator, gen_params, dataset: data.ImageSet,
+                           mean_bgr: np.ndarray, batch_size: int = 250) -> dict[str, float]:
+  """PSNR (dB, 0-255 photo convention) and mean relative fc6 re-encoding error over a split."""
+  fn = make_recon_fn(encoder, generator)
+  mean = np.asarray(mean_bgr, np.float32)
+  sq, rel = 0.0, 0.0
+  for x, _, n in data.eval_batches(dataset, min(batch_size, len(dataset))):
+    s, r, _ = fn(enc_params, gen_params, x, n, mean)
+    sq, rel = sq + float(s), rel + float(r)
+  mse = sq / len(dataset)
+  return {'psnr_db': float(10 * np.log10(255.0 ** 2 / max(mse, 1e-12))), 'mse': mse,
+          'code_rel_err': rel / len(dataset), 'images': len(dataset)}
+
+
+def reconstruction_grid(encoder, enc_params, generator, gen_params, images_u8: np.ndarray,
+                        mean_bgr: np.ndarray, path: str, scale: int = 3) -> str:
+  """A PNG of held-out originals (top row of each pair) above their reconstructions G(E(x))."""
+  fn = make_recon_fn(encoder, generator)
+  mean = np.asarray(mean_bgr, np.float32)
+  _, _, fake = fn(enc_params, gen_params, images_u8, len(images_u8), mean)
+  recon = data.from_net_input(np.asarray(fake), mean)
+  cols = min(8, len(images_u8))
+  tiles, labels = [], []
+  for lo in range(0, len(images_u8), cols):
+    for row, label in ((images_u8, 'real'), (recon, 'G(E(x))')):
+      for img in row[lo:lo + cols]:
+        tiles.append(images.enlarge(img, scale))
+        labels.append(label)
+  pic = images.grid(tiles, labels, cols)
+  return images.save_image(path, pic)
+
+
+def code_statistics(encoder, enc_params, dataset: data.ImageSet, mean_bgr: np.ndarray,
+                    blob: str = CODE_BLOB, batch_size: int = 500) -> np.ndarray:
+  """(2, D): per-unit mean and std of the post-ReLU code over a split (float64 sums)."""
+  # The whole forward: with end=blob an in-place ReLU after it would not have run yet.
+  fn = jax.jit(lambda p, x: encoder.apply({'params': p}, x).blobs[blob])
+  mean = np.asarray(mean_bgr, np.float32)
+  s1 = s2 = None
+  for x, _, n in data.eval_batches(dataset, min(batch_size, len(dataset))):
+    c = np.asarray(fn(enc_params, data.to_net_input(x, mean)), np.float64)[:n]
+    c = c.reshape(n, -1)
+    s1 = c.sum(0) if s1 is None else s1 + c.sum(0)
+    s2 = (c * c).sum(0) if s2 is None else s2 + (c * c).sum(0)
+  mu = s1 / len(dataset)
+  std = np.sqrt(np.maximum(s2 / len(dataset) - mu * mu, 0.0))
+  return np.stack([mu, std]).astype(np.float32)
+
+
+def registered_name(config: small_gen.SmallGenConfig, code_dim: int) -> str:
+  ok = config == small_gen.CIFAR10_GEN_CONFIG and REGISTERED_NAME in nets.NETS
+  return REGISTERED_NAME if ok and code_dim == config.code_dim else 'prototxt'
+
+
+def export_generator(path: str, config: small_gen.SmallGenConfig, params: Mapping[str, Any],
+                     mean_bgr: np.ndarray, stats: np.ndarray, encoder_path: str | None,
+                     training_info: Mapping[str, Any] | None = None, bounds_k: float = 3.0
+                     ) -> str:
+  """Writes a generator checkpoint (CHECKPOINTS.md) with mean_std bounds; returns its path.
+
+  Args:
+    path: the checkpoint directory to create.
+    config: the architecture.
+    params: deploy parameters (output scale folded).
+    mean_bgr: the classifier's per-channel mean (the generator's output space).
+    stats: (2, code_dim) code mean and std (:func:`code_statistics`), saved as bounds.npy.
+    encoder_path: the classifier checkpoint (stored relative to ``path`` when possible).
+    training_info: the 'training' metadata entry.
+    bounds_k: the default multiple of std of the upper bound (the paper's 3).
+  """
+  name = registered_name(config, config.code_dim)
+  prototxt = small_gen.deploy_prototxt(config, name if name != 'prototxt' else 'SmallDeePSim')
+  netdef = parse_prototxt(prototxt, '<generator prototxt>')
+  _, blob_shapes = convert.shapes(netdef, batch=1)
+  forward_order = list(dict.fromkeys(t for l in netdef.layers for t in l.tops))
+  size = config.image_size
+  enc = None
+  if encoder_path:
+    rel = os.path.relpath(os.path.abspath(encoder_path), os.path.dirname(os.path.abspath(path)))
+    enc = os.path.join('..', rel)
+  meta = {
+      'net': name, 'kind': 'generator', 'prototxt': prototxt,
+      'inputs': [{'name': 'feat', 'shape': [1, config.code_dim]}],
+      'channel_order': 'BGR', 'pixel_scale': 255.0, 'input_size': [size, size],
+      'mean': {'file': 'mean.npy', 'shape': [3, size, size],
+               'per_channel': [float(v) for v in mean_bgr]},
+      'blobs': [{'name': k, 'shape': list(blob_shapes[k])} for k in forward_order],
+      'layers': [{'name': l.name, 'type': l.type, 'bottoms': list(l.bottoms),
+                  'tops': list(l.tops)} for l in netdef.layers],
+      'class_names': None,
+      'generator': {'code_layer': CODE_BLOB, 'code_shape': [config.code_dim],
+                    'output_blob': 'deconv0', 'bounds_file': 'bounds.npy',
+                    'bounds_kind': 'mean_std', 'bounds_k': bounds_k,
+                    'encoder': {'checkpoint': enc, 'blob': CODE_BLOB}},
+      'architecture': config.to_dict(),
+      'training': dict(training_info or {}),
+  }
+  arrays = {'mean': data.mean_image(mean_bgr, size, size), 'bounds': np.asarray(stats, np.float32)}
+  return checkpoint.save(path, params, meta, arrays)

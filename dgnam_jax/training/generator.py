@@ -1,0 +1,345 @@
+"""Training of the project's DeePSim-style generators (``reference/original.md`` §7).
+
+A generator G learns to invert a frozen classifier E at fc6 (the post-ReLU code): for a real
+image x with code h = E(x), G(h) should match x in pixels, in the classifier's own features
+(the comparator, E's conv3 and pool5 blobs) and to a discriminator D that sees the image and the
+code. The losses are DeePSim's three terms, each normalised so the weights read as shares:
+
+* image: ``mean((G(h) - x)^2) / mean(x^2)`` (mean-subtracted 0-255 pixels),
+* feature: ``sum_l w_l * mean((E_l(G(h)) - E_l(x))^2) / mean(E_l(x)^2)``,
+* adversarial: the non-saturating GAN loss ``softplus(-D(G(h), h))``,
+
+with the original's D/G balancing (``r = (L_D_real + L_D_fake) / L_G_adv``: stop D below 0.1,
+resume above 0.5, pause G above 10). The run is resumable exactly like the classifier's
+(:class:`dgnam_jax.training.Workdir`, same data order after a restart).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from absl import logging
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from dgnam_jax import checkpoint, data, report, training
+from dgnam_jax.nets import small, small_gen
+from dgnam_jax.training.gen_eval import (CODE_BLOB, code_statistics, export_generator,
+                                         reconstruction_grid, reconstruction_metrics)
+
+CURVES_FILE = 'training_curves.png'
+RECON_FILE = 'reconstructions.png'
+
+
+@dataclasses.dataclass(frozen=True)
+class GenTrainConfig:
+  """Optimisation settings (part of the resumable run's identity).
+
+  Attributes:
+    epochs: schedule length in epochs of the training split.
+    batch_size: images per step (DeePSim: 64).
+    lr: peak Adam learning rate of G (cosine decay to ``lr * lr_floor``).
+    lr_floor: final learning rate as a fraction of ``lr``.
+    lr_d: Adam learning rate of D (DeePSim: 2e-4).
+    b1: Adam beta1 of both (DeePSim: 0.9).
+    w_img, w_conv3, w_pool5, w_adv: loss weights (see the module docstring).
+    output_scale: G's output multiplier during training (folded into deconv0 on export).
+    balance: the original's D/G balancing rule.
+    pad, flip: augmentation of the real images (random crop padding, horizontal flips).
+    seed: init, data order, augmentation.
+  """
+  epochs: float = 20.0
+  batch_size: int = 64
+  lr: float = 1e-3
+  lr_floor: float = 0.05
+  lr_d: float = 2e-4
+  b1: float = 0.9
+  w_img: float = 1.0
+  w_conv3: float = 0.5
+  w_pool5: float = 1.0
+  w_adv: float = 0.02
+  output_scale: float = 64.0
+  balance: bool = True
+  pad: int = 0
+  flip: bool = True
+  seed: int = 0
+
+
+class Discriminator(nn.Module):
+  """D(image, code) -> one logit (real vs generated), conditioned on the code.
+
+  The image path is four strided convolutions and a global mean (DeePSim's D ends in an average
+  pool too); the code path two fc layers, as the third-party DeePSim ports give for the original's
+  feature branch; both meet in two fc layers. Leaky ReLUs (0.2) and no dropout, which trained
+  stably here.
+  """
+  image_size: int = 32
+  input_div: float = 64.0
+
+  @nn.compact
+  def __call__(self, img, code):
+    act = functools.partial(nn.leaky_relu, negative_slope=0.2)
+    x = img / self.input_div
+    s1 = max(1, self.image_size // 32)
+    for feats, k, s in ((32, 3, s1), (64, 4, 2), (128, 4, 2), (256, 4, 2)):
+      x = act(nn.Conv(feats, (k, k), (s, s), padding=(k - 1) // 2 if s == 1 else 1)(x))
+    x = x.mean(axis=(1, 2))
+    c = act(nn.Dense(512)(code))
+    c = act(nn.Dense(256)(c))
+    y = act(nn.Dense(512)(jnp.concatenate([x, c], axis=-1)))
+    return nn.Dense(1)(y)[:, 0]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Parts:
+  """Static description of one training run's modules (hashable, so steps can be cached)."""
+  encoder: Any
+  generator: small_gen.SmallDeePSim
+  disc: Discriminator
+  cfg: GenTrainConfig
+  total_steps: int
+
+
+def _g_schedule(cfg: GenTrainConfig, total: int):
+  return optax.cosine_decay_schedule(cfg.lr, max(total, 1), cfg.lr_floor)
+
+
+@functools.lru_cache(maxsize=8)
+def _optimizers(cfg: GenTrainConfig, total: int):
+  return (optax.adam(_g_schedule(cfg, total), b1=cfg.b1),
+          optax.adam(cfg.lr_d, b1=cfg.b1))
+
+
+def init_state(parts: _Parts, code_dim: int) -> dict[str, Any]:
+  """A fresh run's state: G params (numpy MSRA init), D params, both optimiser states, gates."""
+  cfg = parts.cfg
+  g = jax.tree.map(jnp.asarray, small_gen.init_params(parts.generator.config, cfg.seed))
+  size = parts.generator.config.image_size
+  d = parts.disc.init(jax.random.PRNGKey(cfg.seed + 7), jnp.zeros((1, size, size, 3)),
+                      jnp.zeros((1, code_dim)))['params']
+  tx_g, tx_d = _optimizers(cfg, parts.total_steps)
+  return {'step': jnp.zeros((), jnp.int32), 'g': g, 'd': d, 'g_opt': tx_g.init(g),
+          'd_opt': tx_d.init(d), 'train_d': jnp.ones((), jnp.bool_)}
+
+
+def _normalised_sq(a, b):
+  return jnp.mean(jnp.square(a - b)) / (jnp.mean(jnp.square(b)) + 1e-8)
+
+
+def balance_gates(d_loss, g_adv_loss, train_d):
+  """DeePSim's D/G balancing: (train D, train G) from ``r = L_D / L_G_adv``.
+
+  D stops when ``r < 0.1`` (it is winning) and resumes when ``r > 0.5``; in between it keeps its
+  previous state (``train_d``). G pauses while ``r > 10`` (D is losing badly).
+  """
+  ratio = d_loss / (g_adv_loss + 1e-8)
+  train_d = jnp.where(ratio < 0.1, False, jnp.where(ratio > 0.5, True, train_d))
+  return train_d, ratio <= 10.0
+
+
+def feature_blobs(cfg: GenTrainConfig) -> tuple[tuple[str, float], ...]:
+  return tuple((n, w) for n, w in (('conv3', cfg.w_conv3), ('pool5', cfg.w_pool5)) if w)
+
+
+@functools.lru_cache(maxsize=8)
+def make_train_step(parts: _Parts) -> Callable:
+  """jit(state, encoder params, uint8 RGB images, mean_bgr) -> (state, metrics)."""
+  cfg, enc, gen, disc = parts.cfg, parts.encoder, parts.generator, parts.disc
+  tx_g, tx_d = _optimizers(cfg, parts.total_steps)
+  feats = feature_blobs(cfg)
+  last = 'pool5' if feats else None
+
+  def step(state, enc_params, images_u8, mean_bgr):
+    x = data.to_net_input(images_u8, mean_bgr)
+    real = enc.apply({'params': enc_params}, x).blobs  # whole forward: fc6 post-ReLU
+    code = jax.lax.stop_gradient(real[CODE_BLOB])
+
+    def g_loss(gp):
+      fake = gen.apply({'params': gp}, code).blobs['deconv0']
+      parts_ = {'img': _normalised_sq(fake, x)}
+      if feats:
+        got = enc.apply({'params': enc_params}, fake, end=last).blobs
+        for name, _ in feats:
+          parts_[name] = _normalised_sq(got[name], jax.lax.stop_gradient(real[name]))
+      parts_['adv'] = jnp.mean(jax.nn.softplus(-disc.apply({'params': state['d']}, fake, code)))
+      total = (cfg.w_img * parts_['img'] + sum(w * parts_[n] for n, w in feats)
+               + cfg.w_adv * parts_['adv'])
+      return total, (fake, parts_)
+
+    (g_total, (fake, g_parts)), g_grads = jax.value_and_grad(g_loss, has_aux=True)(state['g'])
+    fake = jax.lax.stop_gradient(fake)
+
+    def d_loss(dp):
+      lr_ = jnp.mean(jax.nn.softplus(-disc.apply({'params': dp}, x, code)))
+      lf_ = jnp.mean(jax.nn.softplus(disc.apply({'params': dp}, fake, code)))
+      return lr_ + lf_, (lr_, lf_)
+
+    (_, (d_real, d_fake)), d_grads = jax.value_and_grad(d_loss, has_aux=True)(state['d'])
+    # The original's balancing, from this step's losses.
+    if cfg.balance:
+      train_d, train_g = balance_gates(d_real + d_fake, g_parts['adv'], state['train_d'])
+    else:
+      train_d, train_g = jnp.ones((), jnp.bool_), jnp.ones((), jnp.bool_)
+    g_up, g_opt = tx_g.update(g_grads, state['g_opt'], state['g'])
+    d_up, d_opt = tx_d.update(d_grads, state['d_opt'], state['d'])
+
+    def keep(flag, new, old):
+      return jax.tree.map(lambda n, o: jnp.where(flag, n, o), new, old)
+
+    new = {'step': state['step'] + 1,
+           'g': keep(train_g, optax.apply_updates(state['g'], g_up), state['g']),
+           'g_opt': keep(train_g, g_opt, state['g_opt']),
+           'd': keep(train_d, optax.apply_updates(state['d'], d_up), state['d']),
+           'd_opt': keep(train_d, d_opt, state['d_opt']), 'train_d': train_d}
+    metrics = {'loss': g_total, **g_parts, 'd_real': d_real, 'd_fake': d_fake,
+               'train_d': train_d.astype(jnp.float32), 'train_g': train_g.astype(jnp.float32)}
+    return new, metrics
+
+  return jax.jit(step, donate_argnums=0)
+
+
+def train_generator(train: data.ImageSet, test: data.ImageSet, encoder_path: str,
+                    config: small_gen.SmallGenConfig, cfg: GenTrainConfig, workdir: str,
+                    out: str | None = None, run_info: Mapping[str, Any] | None = None,
+                    stop_at_step: int | None = None, checkpoint_every_secs: float = 300.0,
+                    log_every_steps: int = 50, eval_images: int = 1000) -> dict[str, Any]:
+  """Trains (or resumes) a generator for the classifier at ``encoder_path``; exports when done.
+
+  Args:
+    train, test: the splits (uint8 RGB); the mean is the classifier's own (its checkpoint).
+    encoder_path: the classifier checkpoint (its fc6 is the code, its conv3/pool5 the features).
+    config: the generator architecture (``code_dim`` and ``image_size`` must fit the classifier).
+    cfg: optimisation settings.
+    workdir: checkpoints, run_config.json, train curves and reconstruction grids.
+    out: where to export the generator checkpoint at the end (skipped if None or it exists).
+    run_info: extra entries of the exported 'training' metadata (data path, command).
+    stop_at_step: stop (after saving) at this step.
+    checkpoint_every_secs: save at least this often, besides each epoch end.
+    log_every_steps: log the running losses this often.
+    eval_images: held-out images scored after each epoch (all of them at export).
+
+  Returns:
+    {'step', 'done', 'history', 'metrics' (final, when done), 'out', 'wall_s'}.
+  """
+  t_start = time.time()
+  encoder, enc_params, enc_meta = checkpoint.load_checkpoint(encoder_path)
+  mean_bgr = np.asarray(enc_meta['mean']['per_channel'], np.float32)
+  code_shape = next(b['shape'] for b in enc_meta['blobs'] if b['name'] == CODE_BLOB)
+  if code_shape[1:] != [config.code_dim] or enc_meta['input_size'] != [config.image_size] * 2:
+    raise ValueError(f'{encoder_path}: its {CODE_BLOB} is {code_shape[1:]} and its input '
+                     f'{enc_meta["input_size"]}; the generator takes {config.code_dim} and makes '
+                     f'{config.image_size} px images')
+  if train.images.shape[1:3] != (config.image_size,) * 2:
+    raise ValueError(f'images are {train.images.shape[1:3]}, the generator makes '
+                     f'{config.image_size} px')
+  stream = data.BatchStream(train, cfg.batch_size, cfg.seed, cfg.pad, cfg.flip)
+  spe = stream.steps_per_epoch
+  total = max(1, int(round(cfg.epochs * spe)))
+  training.check_run_config(workdir, {
+      'net': config.to_dict(), 'train': dataclasses.asdict(cfg), 'train_images': len(train),
+      'test_images': len(test), 'encoder': os.path.abspath(encoder_path),
+      'encoder_metadata_sha256': report.sha256_file(os.path.join(encoder_path, 'dgnam.json')),
+      'data': (run_info or {}).get('data')})
+  parts = _Parts(encoder, small_gen.SmallDeePSim(config, output_scale=cfg.output_scale),
+                 Discriminator(config.image_size), cfg, total)
+  wd = training.Workdir(workdir)
+  restored = wd.restore(jax.eval_shape(lambda: init_state(parts, config.code_dim)))
+  history, wall0 = [], 0.0
+  if restored is None:
+    state = init_state(parts, config.code_dim)
+    logging.info('new run in %s: %d train / %d test images, %d steps (%d per epoch), G %d '
+                 'parameters, D %d', workdir, len(train), len(test), total, spe,
+                 small.param_count(state['g']), small.param_count(state['d']))
+  else:
+    state = jax.tree.map(lambda a: jnp.asarray(np.asarray(a)), restored[0])
+    history, wall0 = list(restored[1].get('history', [])), float(restored[1].get('wall_s', 0))
+    logging.info('resumed %s at step %d (epoch %.2f)', workdir, int(state['step']),
+                 int(state['step']) / spe)
+  step_fn = make_train_step(parts)
+  held_out = test.subset(np.arange(min(eval_images, len(test))))
+  grid_images = test.images[:16]
+  step = int(state['step'])
+  end = total if stop_at_step is None else min(total, stop_at_step)
+
+  def wall():
+    return wall0 + time.time() - t_start
+
+  deploy_gen = small_gen.SmallDeePSim(config)
+  scaled_gen = parts.generator
+  last_save, t_log, log_buf = time.time(), time.time(), []
+  try:
+    while step < end:
+      x, _ = stream.batch(step)
+      state, metrics = step_fn(state, enc_params, x, mean_bgr)
+      step += 1
+      log_buf.append(metrics)
+      epoch_end = step % spe == 0 or step == total
+      if step % log_every_steps == 0 or epoch_end:
+        m = {k: float(np.mean([v[k] for v in jax.device_get(log_buf)])) for k in log_buf[0]}
+        logging.info('step %d/%d epoch %.2f: %s, %.1f img/s', step, total, step / spe,
+                     ' '.join(f'{k} {v:.4f}' for k, v in m.items()),
+                     len(log_buf) * cfg.batch_size / (time.time() - t_log))
+        log_buf, t_log = [], time.time()
+      if epoch_end:
+        ev = reconstruction_metrics(encoder, enc_params, scaled_gen, state['g'], held_out,
+                                    mean_bgr)
+        history.append({'epoch': round(step / spe, 4), 'step': step, **m,
+                        'test_psnr_db': ev['psnr_db'], 'test_code_rel_err': ev['code_rel_err'],
+                        'wall_s': round(wall(), 1)})
+        logging.info('epoch %.2f: held-out PSNR %.2f dB, fc6 re-encoding error %.3f (%d '
+                     'images, wall %.0f s)', step / spe, ev['psnr_db'], ev['code_rel_err'],
+                     ev['images'], wall())
+        plot_history(history, os.path.join(workdir, CURVES_FILE), os.path.basename(workdir))
+        reconstruction_grid(encoder, enc_params, scaled_gen, state['g'], grid_images,
+                            mean_bgr, os.path.join(workdir, RECON_FILE))
+        wd.save(step, state, {'history': history, 'wall_s': wall()})
+        last_save, t_log = time.time(), time.time()
+      elif time.time() - last_save > checkpoint_every_secs or step == end:
+        wd.save(step, state, {'history': history, 'wall_s': wall()})
+        last_save = time.time()
+  finally:
+    wd.close()
+  result = {'step': step, 'done': step >= total, 'history': history, 'wall_s': wall(),
+            'out': None, 'metrics': None}
+  if step < total:
+    return result
+  deploy = small_gen.fold_output_scale(jax.device_get(state['g']), cfg.output_scale)
+  ev = reconstruction_metrics(encoder, enc_params, deploy_gen, deploy, test, mean_bgr)
+  stats = code_statistics(encoder, enc_params, test, mean_bgr)
+  logging.info('deploy generator: held-out PSNR %.2f dB, fc6 re-encoding error %.4f over %d '
+               'images', ev['psnr_db'], ev['code_rel_err'], ev['images'])
+  result['metrics'] = ev
+  if out and os.path.exists(out):
+    logging.warning('%s exists; not exporting again', out)
+  elif out:
+    from dgnam_jax.training.classifier import device_description  # pylint: disable=g-import-not-at-top
+    info = {**(run_info or {}), 'epochs': cfg.epochs, 'steps': total,
+            'train_images': len(train), 'test_images': len(test),
+            'test_psnr_db': ev['psnr_db'], 'test_mse': ev['mse'],
+            'test_code_rel_err': ev['code_rel_err'], 'wall_time_s': round(wall(), 1),
+            'seed': cfg.seed, 'device': device_description(),
+            'param_count': small.param_count(deploy), 'config': dataclasses.asdict(cfg),
+            'bounds_from': f'{len(test)} held-out images', 'history': history}
+    result['out'] = export_generator(out, config, deploy, mean_bgr, stats, encoder_path, info)
+    for name in (CURVES_FILE, RECON_FILE):
+      if os.path.exists(os.path.join(workdir, name)):
+        shutil.copy(os.path.join(workdir, name), os.path.join(out, name))
+    logging.info('exported %s', result['out'])
+  return result
+
+
+def plot_history(history, path: str, title: str) -> None:
+  """Loss terms, the adversarial game and held-out PSNR against epoch."""
+  training.plot_curves(history, path, title, panels=(
+      ('G losses (normalised)', ('img', 'conv3', 'pool5')),
+      ('adversarial', ('adv', 'd_real', 'd_fake')),
+      ('held-out PSNR (dB)', ('test_psnr_db',))))

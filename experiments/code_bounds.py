@@ -1,0 +1,79 @@
+r"""Computes a generator's code bounds: per-unit mean and std of the encoder's code.
+
+  python -m experiments.code_bounds --generator=checkpoints/cifar10/generator \
+      --data=/work/shared/data/cifar10_jpeg.npz --split=test
+
+The code is the encoder's post-ReLU blob (fc6) over held-out images (``--split``). The result is
+stored in the generator checkpoint as ``bounds.npy`` of kind ``mean_std``: DGN-AM clips codes to
+[0, mean + k std] with k = ``--bounds_k`` of ``experiments.synthesize`` (3 by default, as the
+paper's [0, 3 sigma]). ``train_generator`` does this at export; this runner redoes it, e.g. over
+other images or for a generator trained elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from absl import app
+from absl import flags
+
+from dgnam_jax import checkpoint, data, report
+from dgnam_jax.training import gen_eval
+
+_GENERATOR = flags.DEFINE_string('generator', None, 'Generator checkpoint to write bounds into.')
+_ENCODER = flags.DEFINE_string('encoder', None, 'Encoder (classifier) checkpoint; default: the '
+                               "one the generator's metadata names.")
+_DATA = flags.DEFINE_string('data', None, 'JPEG-pack .npz or image folder.')
+_SPLIT = flags.DEFINE_enum('split', 'test', ['train', 'test'], 'Which split (held-out: test).')
+_CACHE_DIR = flags.DEFINE_string('cache_dir', None, 'Decoded-image cache.')
+_IMAGE_SIZE = flags.DEFINE_integer('image_size', None, 'Resize images to this square size.')
+_K = flags.DEFINE_float('bounds_k', 3.0, 'Default std multiple recorded with the bounds.')
+
+
+def encoder_path(generator: str, meta: dict) -> str:
+  """The encoder checkpoint a generator names (relative paths are relative to it)."""
+  enc = ((meta.get('generator') or {}).get('encoder') or {}).get('checkpoint')
+  if not enc:
+    raise ValueError(f'{generator} names no encoder; pass --encoder')
+  return os.path.normpath(os.path.join(generator, enc))
+
+
+def write_bounds(generator: str, stats, bounds_k: float, source: str) -> None:
+  """Stores (2, D) mean/std as the generator's bounds.npy and records it in dgnam.json."""
+  meta = checkpoint.read_metadata(generator)
+  shape = meta['generator']['code_shape']
+  if list(stats.shape) != [2, *shape]:
+    raise ValueError(f'{generator}: code statistics of shape {stats.shape[1:]}, the generator '
+                     f'takes {shape}')
+  report.atomic_save_npy(os.path.join(generator, 'bounds.npy'), stats)
+  meta['generator'].update(bounds_file='bounds.npy', bounds_kind='mean_std', bounds_k=bounds_k,
+                           bounds_from=source)
+  report.atomic_write_text(os.path.join(generator, 'dgnam.json'), json.dumps(meta, indent=1))
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  gen = _GENERATOR.value
+  meta = checkpoint.read_metadata(gen)
+  if meta.get('kind') != 'generator':
+    raise app.UsageError(f'{gen} is not a generator checkpoint')
+  enc_path = _ENCODER.value or encoder_path(gen, meta)
+  encoder, params, enc_meta = checkpoint.load_checkpoint(enc_path)
+  splits = data.load_dataset(_DATA.value, _CACHE_DIR.value, _IMAGE_SIZE.value)
+  images = splits[0] if _SPLIT.value == 'train' else splits[1]
+  mean = enc_meta['mean']['per_channel']
+  stats = gen_eval.code_statistics(encoder, params, images, mean)
+  write_bounds(gen, stats, _K.value, f'{len(images)} {_SPLIT.value} images of {_DATA.value}')
+  upper = stats[0] + _K.value * stats[1]
+  print(f'{gen}/bounds.npy: mean/std of {stats.shape[1]} code units over {len(images)} '
+        f'{_SPLIT.value} images; upper bound (k={_K.value:g}) mean {upper.mean():.3f}, max '
+        f'{upper.max():.3f}; {float((stats[0] == 0).mean()):.0%} of units never active')
+  return 0
+
+
+if __name__ == '__main__':
+  flags.mark_flags_as_required(['generator', 'data'])
+  app.run(lambda argv: sys.exit(main(argv)))

@@ -1,0 +1,123 @@
+r"""Trains a DeePSim-style generator that inverts a project classifier's fc6 code.
+
+  python -m experiments.train_generator --data=/work/shared/data/cifar10_jpeg.npz \
+      --classifier=checkpoints/cifar10/classifier --workdir=/work/runs/cifar10_generator/work \
+      --out=/work/runs/cifar10_generator/export --cache_dir=/work/runs/data_cache
+
+The classifier (``--classifier``, a project checkpoint) is the encoder (its post-ReLU fc6 is the
+code), the comparator (its conv3 and pool5 blobs) and defines the pixel space (its mean). The
+losses, their weights and the D/G balancing are DeePSim's (``reference/original.md`` §7), with the
+terms normalised; see :mod:`dgnam_jax.training.generator`.
+
+The run is **resumable** like ``train_classifier``: rerun the same command after a kill. Each
+epoch writes ``training_curves.png`` and ``reconstructions.png`` (held-out images above G(E(x)))
+to the workdir. At the end the generator is exported to ``--out`` with ``bounds.npy`` (per-unit
+mean and std of fc6 over the held-out split; upper bound mean + 3 std) and its encoder's path.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from dgnam_jax import data
+from dgnam_jax.nets import small_gen
+from dgnam_jax.training import generator
+from experiments._training_log import training_log
+
+_DEFAULT = generator.GenTrainConfig()
+_DATA = flags.DEFINE_string('data', None, 'JPEG-pack .npz or image folder (as train_classifier).')
+_CLASSIFIER = flags.DEFINE_string('classifier', None, 'The classifier checkpoint to invert.')
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Checkpoints, logs, curves (resumed if it holds '
+                               'a run).')
+_OUT = flags.DEFINE_string('out', None, 'Checkpoint directory of the exported generator (must not '
+                           'exist); none: no export.', allow_override=True)
+_CACHE_DIR = flags.DEFINE_string('cache_dir', None, 'Decoded-image cache (default '
+                                 '<workdir>/data_cache).')
+_IMAGE_SIZE = flags.DEFINE_integer('image_size', None, 'Resize images to this square size.')
+_TEST_FRACTION = flags.DEFINE_float('test_fraction', 0.1, 'Held-out share per class for a plain '
+                                    'class folder.')
+_FC_WIDTHS = flags.DEFINE_list('fc_widths', ['1024', '1024'], 'Outputs of defc7 and defc6.')
+_START = flags.DEFINE_integer('start_channels', 192, 'Channels of the 4x4 map after defc5.')
+_TRUNK = flags.DEFINE_list('trunk', None, 'Channels per stride-2 up-convolution; the image side is '
+                           '4 * 2^len (default 128,64,32 for 32 px; 256,128,64,32 for 64 px).')
+_EPOCHS = flags.DEFINE_float('epochs', _DEFAULT.epochs, 'Schedule length in epochs.')
+_BATCH = flags.DEFINE_integer('batch_size', _DEFAULT.batch_size, 'Images per step.')
+_LR = flags.DEFINE_float('lr', _DEFAULT.lr, 'Peak Adam learning rate of G (cosine decay).')
+_LR_FLOOR = flags.DEFINE_float('lr_floor', _DEFAULT.lr_floor, 'Final G lr as a fraction of --lr.')
+_LR_D = flags.DEFINE_float('lr_d', _DEFAULT.lr_d, 'Adam learning rate of D.')
+_B1 = flags.DEFINE_float('b1', _DEFAULT.b1, 'Adam beta1 (G and D).')
+_W_IMG = flags.DEFINE_float('w_img', _DEFAULT.w_img, 'Weight of the pixel loss.')
+_W_CONV3 = flags.DEFINE_float('w_conv3', _DEFAULT.w_conv3, 'Weight of the conv3 feature loss.')
+_W_POOL5 = flags.DEFINE_float('w_pool5', _DEFAULT.w_pool5, 'Weight of the pool5 feature loss.')
+_W_ADV = flags.DEFINE_float('w_adv', _DEFAULT.w_adv, 'Weight of the adversarial loss (0: none).')
+_SCALE = flags.DEFINE_float('output_scale', _DEFAULT.output_scale, 'G output multiplier while '
+                            'training (folded into deconv0 on export).')
+_BALANCE = flags.DEFINE_bool('balance', _DEFAULT.balance, "The original's D/G balancing.")
+_PAD = flags.DEFINE_integer('pad', _DEFAULT.pad, 'Random-crop padding of the real images.')
+_FLIP = flags.DEFINE_bool('flip', _DEFAULT.flip, 'Random horizontal flips.')
+_SEED = flags.DEFINE_integer('seed', _DEFAULT.seed, 'Init, data order and augmentation seed.')
+_EVAL_IMAGES = flags.DEFINE_integer('eval_images', 1000, 'Held-out images scored per epoch.')
+_CKPT_SECS = flags.DEFINE_float('checkpoint_every_secs', 300.0, 'Save at least this often.')
+_LOG_STEPS = flags.DEFINE_integer('log_every_steps', 50, 'Log the losses this often.')
+_STOP_AT = flags.DEFINE_integer('stop_at_step', None, 'Save and stop at this step.')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  with training_log(_WORKDIR.value) as workdir:
+    return _train(workdir)
+
+
+def _train(workdir: str) -> int:
+  command = 'python -m experiments.train_generator ' + ' '.join(sys.argv[1:])
+  logging.info('command: %s', command)
+  t = time.time()
+  cache = _CACHE_DIR.value or os.path.join(workdir, 'data_cache')
+  train, test = data.load_dataset(_DATA.value, cache, _IMAGE_SIZE.value, _TEST_FRACTION.value)
+  logging.info('data %s: %d train / %d test images of %s (%.1f s)', _DATA.value, len(train),
+               len(test), train.images.shape[1:], time.time() - t)
+  size = train.images.shape[1]
+  trunk = _TRUNK.value or (['256'] if size > 32 else []) + ['128', '64', '32']
+  config = small_gen.SmallGenConfig(
+      code_dim=_code_dim(_CLASSIFIER.value), fc_widths=tuple(int(v) for v in _FC_WIDTHS.value),
+      start_channels=_START.value, trunk=tuple(int(v) for v in trunk))
+  cfg = generator.GenTrainConfig(
+      epochs=_EPOCHS.value, batch_size=_BATCH.value, lr=_LR.value, lr_floor=_LR_FLOOR.value,
+      lr_d=_LR_D.value, b1=_B1.value, w_img=_W_IMG.value, w_conv3=_W_CONV3.value,
+      w_pool5=_W_POOL5.value, w_adv=_W_ADV.value, output_scale=_SCALE.value,
+      balance=_BALANCE.value, pad=_PAD.value, flip=_FLIP.value, seed=_SEED.value)
+  run_info = {'data': os.path.abspath(_DATA.value), 'command': command}
+  result = generator.train_generator(
+      train, test, _CLASSIFIER.value, config, cfg, workdir, _OUT.value, run_info,
+      stop_at_step=_STOP_AT.value, checkpoint_every_secs=_CKPT_SECS.value,
+      log_every_steps=_LOG_STEPS.value, eval_images=_EVAL_IMAGES.value)
+  if not result['done']:
+    logging.info('stopped at step %d; rerun the same command without --stop_at_step to '
+                 'continue', result['step'])
+  else:
+    m = result['metrics']
+    logging.info('done: held-out PSNR %.2f dB, fc6 re-encoding error %.4f, wall %.0f s, '
+                 'exported to %s', m['psnr_db'], m['code_rel_err'], result['wall_s'],
+                 result['out'])
+  return 0
+
+
+def _code_dim(classifier_path: str) -> int:
+  from dgnam_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  meta = checkpoint.read_metadata(classifier_path)
+  shape = next((b['shape'] for b in meta['blobs'] if b['name'] == generator.CODE_BLOB), None)
+  if shape is None:
+    raise ValueError(f'{classifier_path}: the classifier has no {generator.CODE_BLOB} blob')
+  return int(shape[1])
+
+
+if __name__ == '__main__':
+  flags.mark_flags_as_required(['data', 'classifier', 'workdir'])
+  app.run(lambda argv: sys.exit(main(argv)))

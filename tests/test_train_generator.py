@@ -1,0 +1,171 @@
+"""The small DeePSim-style generator, its trainer (resumable), export, and the bounds runner.
+
+The trainer runs on tests/fixtures/images with a tiny classifier trained here for one epoch; the
+runners (``experiments.train_generator``, ``experiments.code_bounds``) run as subprocesses, since
+their flags share names with ``experiments.train_classifier``.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dgnam_jax import checkpoint, codes, data, load_checkpoint, nets
+from dgnam_jax.caffe import parse_prototxt
+from dgnam_jax.nets import small, small_gen
+from dgnam_jax.training import classifier, gen_eval, generator
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NPZ = os.path.join(ROOT, 'tests', 'fixtures', 'images', 'cifar10_tiny_jpeg.npz')
+TINY_GEN = small_gen.SmallGenConfig(code_dim=16, fc_widths=(32, 32), start_channels=16,
+                                    trunk=(16, 8, 8))
+TINY_CFG = generator.GenTrainConfig(epochs=2.0, batch_size=20, seed=3)  # 5 steps per epoch
+
+
+@pytest.fixture(scope='module')
+def tiny(tmp_path_factory):
+  """(train, test, classifier checkpoint path) with a 1-epoch tiny classifier."""
+  root = tmp_path_factory.mktemp('gen')
+  train, test = data.load_dataset(NPZ, str(root / 'cache'))
+  cfg = classifier.TrainConfig(epochs=1.0, batch_size=20, seed=1)
+  r = classifier.train_classifier(train, test, small.SmallNetConfig(width=0.25, fc_width=16), cfg,
+                                  str(root / 'cls_work'), str(root / 'cls'),
+                                  checkpoint_every_secs=1e9)
+  return train, test, r['out'], root
+
+
+def _random_params(config, seed=0):
+  p = small_gen.init_params(config, seed)
+  rng = np.random.default_rng(seed)
+  return jax.tree.map(lambda a: a + rng.normal(0, 0.01, a.shape).astype(np.float32), p)
+
+
+@pytest.mark.parametrize('config', [small_gen.CIFAR10_GEN_CONFIG,
+                                    small_gen.SmallGenConfig(trunk=(64, 32, 16, 8))])
+def test_module_equals_its_prototxt(config):
+  params = _random_params(config)
+  h = jnp.asarray(np.random.default_rng(1).random((2, config.code_dim)), jnp.float32)
+  got = jax.jit(small_gen.SmallDeePSim(config).apply)({'params': params}, h)
+  graph = nets.CaffeGraph(parse_prototxt(small_gen.deploy_prototxt(config), 'gen'))
+  want = jax.jit(graph.apply)({'params': params}, h)
+  side = config.image_size
+  assert got.blobs['deconv0'].shape == (2, side, side, 3)
+  assert set(got.blobs) == set(want.blobs)
+  for name in got.blobs:
+    np.testing.assert_array_equal(got.blobs[name], want.blobs[name], err_msg=name)
+  # defc* and every trunk layer but deconv0 are leaky (slope 0.3), as in DeePSim.
+  assert float(got.blobs['defc7'].min()) < 0 and float(got.layers['defc7'].min()) < 0
+  np.testing.assert_allclose(np.minimum(got.layers['defc7'], 0) * 0.3,
+                             np.minimum(got.blobs['defc7'], 0), rtol=1e-6)
+
+
+def test_registered_prototxt_is_current():
+  want = small_gen.deploy_prototxt(small_gen.CIFAR10_GEN_CONFIG, 'cifar10_generator')
+  assert nets.prototxt_text('cifar10_generator') == want, (
+      'regenerate dgnam_jax/nets/prototxt/cifar10_generator.prototxt')
+  assert isinstance(nets.net_info('cifar10_generator').factory(), small_gen.SmallDeePSim)
+
+
+def test_output_scale_folds_into_deconv0():
+  params = _random_params(TINY_GEN)
+  h = jnp.asarray(np.random.default_rng(2).random((3, 16)), jnp.float32)
+  scaled = small_gen.SmallDeePSim(TINY_GEN, output_scale=64.0).apply({'params': params}, h)
+  folded = small_gen.SmallDeePSim(TINY_GEN).apply(
+      {'params': small_gen.fold_output_scale(params, 64.0)}, h)
+  np.testing.assert_allclose(scaled.blobs['deconv0'], folded.blobs['deconv0'], rtol=1e-5,
+                             atol=1e-4)
+  assert float(jnp.abs(scaled.blobs['deconv0']).max()) > 1.0
+
+
+def test_balance_gates():
+  gates = jax.jit(generator.balance_gates)
+  on, off = jnp.array(True), jnp.array(False)
+  assert [bool(v) for v in gates(0.05, 1.0, on)] == [False, True]  # D winning: stop D
+  assert [bool(v) for v in gates(0.3, 1.0, off)] == [False, True]  # hysteresis keeps it off
+  assert [bool(v) for v in gates(0.3, 1.0, on)] == [True, True]
+  assert [bool(v) for v in gates(0.6, 1.0, off)] == [True, True]  # resume D
+  assert [bool(v) for v in gates(20.0, 1.0, on)] == [True, False]  # D losing badly: pause G
+
+
+def test_code_statistics_match_numpy(tiny):
+  _, test, cls, _ = tiny
+  module, params, meta = load_checkpoint(cls)
+  mean = meta['mean']['per_channel']
+  stats = gen_eval.code_statistics(module, params, test, mean, batch_size=16)  # ragged batches
+  x = data.to_net_input(test.images, mean)
+  codes_ = np.asarray(module.apply({'params': params}, x).blobs['fc6'], np.float64)
+  assert codes_.min() == 0.0  # post-ReLU
+  np.testing.assert_allclose(stats[0], codes_.mean(0), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(stats[1], codes_.std(0), rtol=1e-4, atol=1e-5)
+
+
+def test_trainer_resumes_exactly_and_exports(tiny):
+  train, test, cls, root = tiny
+  work, out = str(root / 'g_work'), str(root / 'g_out')
+  first = generator.train_generator(train, test, cls, TINY_GEN, TINY_CFG, work, out,
+                                    stop_at_step=3, checkpoint_every_secs=1e9)
+  assert first['step'] == 3 and not first['done'] and not os.path.exists(out)
+  res = generator.train_generator(train, test, cls, TINY_GEN, TINY_CFG, work, out,
+                                  checkpoint_every_secs=1e9)
+  assert res['done'] and res['step'] == 10 and len(res['history']) == 2
+  ref = generator.train_generator(train, test, cls, TINY_GEN, TINY_CFG, str(root / 'g_ref'),
+                                  None, checkpoint_every_secs=1e9)
+  assert ref['metrics']['psnr_db'] == pytest.approx(res['metrics']['psnr_db'], abs=1e-3)
+  for name in ('reconstructions.png', 'training_curves.png'):
+    assert os.path.getsize(os.path.join(work, name)) > 1000
+  with pytest.raises(ValueError, match='seed'):
+    generator.train_generator(train, test, cls, TINY_GEN,
+                              generator.GenTrainConfig(epochs=2.0, batch_size=20, seed=4), work,
+                              None)
+
+  module, params, meta = load_checkpoint(out)
+  assert isinstance(module, nets.CaffeGraph) and meta['kind'] == 'generator'
+  g = meta['generator']
+  assert g['code_shape'] == [16] and g['bounds_kind'] == 'mean_std' and g['bounds_k'] == 3.0
+  assert os.path.normpath(os.path.join(out, g['encoder']['checkpoint'])) == os.path.normpath(cls)
+  stats = checkpoint.load_array(out, 'bounds')
+  assert stats.shape == (2, 16) and float(stats.min()) >= 0.0
+  upper = codes.generator_bounds(out, meta, k=3.0)
+  np.testing.assert_allclose(upper, stats[0] + 3 * stats[1], rtol=1e-6)
+  t = meta['training']
+  assert t['steps'] == 10 and np.isfinite(t['test_psnr_db']) and t['test_code_rel_err'] >= 0
+  # The exported (folded) net reproduces what the trainer scored.
+  enc, enc_params, enc_meta = load_checkpoint(cls)
+  again = gen_eval.reconstruction_metrics(enc, enc_params, module, params, test,
+                                          enc_meta['mean']['per_channel'])
+  assert again['psnr_db'] == pytest.approx(t['test_psnr_db'], abs=1e-3)
+
+
+def _run(module, *args):
+  proc = subprocess.run([sys.executable, '-m', module, *args], cwd=ROOT, capture_output=True,
+                        text=True, timeout=600)
+  return proc.returncode, proc.stdout + proc.stderr
+
+
+def test_runners(tiny):
+  _, _, cls, root = tiny
+  out = str(root / 'runner_out')
+  rc, log = _run('experiments.train_generator', f'--data={NPZ}', f'--classifier={cls}',
+                 f'--workdir={root / "runner_work"}', f'--out={out}',
+                 f'--cache_dir={root / "cache"}', '--epochs=1', '--batch_size=25',
+                 '--fc_widths=32,32', '--start_channels=16', '--trunk=8,8,8', '--w_adv=0.1')
+  assert rc == 0, log
+  assert 'held-out PSNR' in (root / 'runner_work' / 'train.log').read_text()
+  meta = checkpoint.read_metadata(out)
+  assert meta['net'] == 'prototxt' and meta['training']['config']['w_adv'] == 0.1
+  before = checkpoint.load_array(out, 'bounds')
+
+  rc, log = _run('experiments.code_bounds', f'--generator={out}', f'--data={NPZ}',
+                 '--split=train', f'--cache_dir={root / "cache"}')
+  assert rc == 0, log
+  after = checkpoint.load_array(out, 'bounds')
+  assert after.shape == before.shape and not np.array_equal(after, before)  # other images
+  with open(os.path.join(out, 'dgnam.json')) as f:
+    assert 'train images' in json.load(f)['generator']['bounds_from']
+  rc, log = _run('experiments.code_bounds', f'--generator={cls}', f'--data={NPZ}')
+  assert rc != 0 and 'not a generator' in log
