@@ -21,6 +21,7 @@ import numpy as np
 Array = jax.Array
 Pair = tuple[int, int]
 _DIMS = ('NHWC', 'HWIO', 'NHWC')
+MAX_SPLIT_GROUPS = 4  # conv2d splits up to this many groups; more (depthwise) stay native
 
 
 def to_nchw(x):
@@ -44,9 +45,20 @@ def caffe_axis(axis: int, ndim: int) -> int:
 def conv2d(x: Array, kernel: Array, bias: Array | None, *, stride: Pair = (1, 1),
            pad: Pair = (0, 0), dilation: Pair = (1, 1), group: int = 1,
            precision=None) -> Array:
-  """Caffe Convolution: symmetric zero padding, floor output size, channel groups."""
+  """Caffe Convolution: symmetric zero padding, floor output size, channel groups.
+
+  A few groups (CaffeNet's 2) run as one convolution per group plus a concat: the same sums,
+  4-7x faster on XLA:CPU than ``feature_group_count`` (``experiments.benchmark``), and free of
+  the batch all-gathers the SPMD partitioner puts around grouped convs (``reference/jax.md``).
+  """
+  kernel = kernel.astype(x.dtype)
+  if 1 < group <= MAX_SPLIT_GROUPS:
+    parts = zip(jnp.split(x, group, axis=-1), jnp.split(kernel, group, axis=-1))
+    y = jnp.concatenate([conv2d(xg, kg, None, stride=stride, pad=pad, dilation=dilation,
+                                precision=precision) for xg, kg in parts], axis=-1)
+    return y if bias is None else y + bias.astype(y.dtype)
   y = lax.conv_general_dilated(
-      x, kernel.astype(x.dtype), window_strides=stride,
+      x, kernel, window_strides=stride,
       padding=[(pad[0], pad[0]), (pad[1], pad[1])], rhs_dilation=dilation,
       dimension_numbers=_DIMS, feature_group_count=group, precision=precision)
   return y if bias is None else y + bias.astype(y.dtype)

@@ -21,20 +21,19 @@ the public ``optimize_codes`` and so also draw each neuron's returned image (one
 forward per neuron: ~1/(3.4 K) of the work, 6% at K=5, 0.15% at K=200).
 
 Sizes: ``full`` is the paper's pair (DeePSim fc6 generator 4096 -> 256x256, CaffeNet 227; about
-6.9 GFLOP per neuron-iteration); ``embedded`` a half-width CaffeNet-like classifier at 56 px with
-a DeePSim-like generator (2048 -> 64x64, centre crop 56); ``tiny`` the test suite's stand-ins.
+6.9 GFLOP per neuron-iteration); ``embedded`` the project's shipped CIFAR-10 pair
+(``cifar10_generator`` 512 -> 32x32, ``cifar10_classifier`` at 32 px); ``tiny`` the test suite's
+stand-ins.
 The JSON has the rates, the ratios, peak memory, FLOP counts and, on accelerators, the fraction
 of peak FLOP/s (``--peak_tflops``, default from a small table by device kind).
 
-Two XLA:CPU effects can be measured with flags (jaxlib 0.10.2): ``--loop=scan`` runs the engine's
-``lax.scan`` variant, whose while-loop body leaves most backward convolutions off the YNNPACK path
-(about 2x the CPU time per iteration); ``--grouped_conv=split`` runs CaffeNet's
-``feature_group_count=2`` convolutions as one convolution per group, 4-7x faster per layer.
+``--loop=scan`` runs the engine's ``lax.scan`` variant instead, whose while-loop body leaves most
+backward convolutions off XLA:CPU's YNNPACK path (about 2x the CPU time per iteration, jaxlib
+0.10.2).
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import importlib.util
@@ -53,7 +52,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dgnam_jax import convert, layers, nets, optimize
+from dgnam_jax import convert, nets, optimize
 from dgnam_jax import targets as targets_lib
 from dgnam_jax.caffe import NetDef, parse_prototxt
 from dgnam_jax.nets import CaffeGraph, tiny
@@ -67,7 +66,7 @@ RATE_KEYS |= {'batched': 'batched_neuron_iters_per_s',
 PARITY_TOLERANCE = 1e-4
 
 _SIZE = flags.DEFINE_enum('size', 'embedded', SIZES, 'Which nets: the paper\'s (full), a small '
-                          'CaffeNet-like pair (embedded) or the test stand-ins (tiny).')
+                          'the embedded CIFAR-10 pair or the test stand-ins (tiny).')
 _NEURONS = flags.DEFINE_integer('neurons', 8, 'Neurons (fc units) to optimise.', lower_bound=1)
 _ITERS = flags.DEFINE_integer('iters', 5, 'DGN-AM iterations per neuron.', lower_bound=1)
 _BATCH = flags.DEFINE_integer('batch_per_device', 0, 'Rows per compiled call of the batched '
@@ -86,9 +85,6 @@ _TORCH_THREADS = flags.DEFINE_integer('torch_threads', 0, 'torch.set_num_threads
                                       lower_bound=0)
 _LOOP = flags.DEFINE_enum('loop', 'python', ['python', 'scan'], 'optimize_codes(loop=...) for '
                           'the batched and per-neuron methods.')
-_GROUPED_CONV = flags.DEFINE_enum('grouped_conv', 'native', ['native', 'split'], 'Experiment: '
-                                  '"split" runs grouped convolutions as one convolution per '
-                                  'group plus a concat (a proposed dgnam_jax.layers change).')
 _SEED = flags.DEFINE_integer('seed', 0, 'Seed of the random weights and initial codes.')
 _OUT = flags.DEFINE_string('out', None, 'Write the results as JSON to this file.')
 
@@ -99,78 +95,6 @@ PEAK_TFLOPS = (('H200', {'bfloat16': 989.0, 'float32': 495.0}),
                ('A100', {'bfloat16': 312.0, 'float32': 156.0}))
 
 # --- nets -------------------------------------------------------------------------------------
-
-# A half-width CaffeNet for 56x56 inputs: same layer kinds and names (grouped convs, MAX pooling
-# in Caffe's ceil mode, LRN after pooling), so its per-layer costs scale like the real one's.
-EMBEDDED_CLASSIFIER = '''name: "embedded_caffenet"
-input: "data" input_shape { dim: 1 dim: 3 dim: 56 dim: 56 }
-layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
-  convolution_param { num_output: 48 kernel_size: 5 stride: 2 } }
-layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }
-layer { name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1"
-  pooling_param { pool: MAX kernel_size: 3 stride: 2 } }
-layer { name: "norm1" type: "LRN" bottom: "pool1" top: "norm1"
-  lrn_param { local_size: 5 alpha: 0.0001 beta: 0.75 } }
-layer { name: "conv2" type: "Convolution" bottom: "norm1" top: "conv2"
-  convolution_param { num_output: 128 pad: 2 kernel_size: 5 group: 2 } }
-layer { name: "relu2" type: "ReLU" bottom: "conv2" top: "conv2" }
-layer { name: "pool2" type: "Pooling" bottom: "conv2" top: "pool2"
-  pooling_param { pool: MAX kernel_size: 3 stride: 2 } }
-layer { name: "norm2" type: "LRN" bottom: "pool2" top: "norm2"
-  lrn_param { local_size: 5 alpha: 0.0001 beta: 0.75 } }
-layer { name: "conv3" type: "Convolution" bottom: "norm2" top: "conv3"
-  convolution_param { num_output: 192 pad: 1 kernel_size: 3 } }
-layer { name: "relu3" type: "ReLU" bottom: "conv3" top: "conv3" }
-layer { name: "conv4" type: "Convolution" bottom: "conv3" top: "conv4"
-  convolution_param { num_output: 192 pad: 1 kernel_size: 3 group: 2 } }
-layer { name: "relu4" type: "ReLU" bottom: "conv4" top: "conv4" }
-layer { name: "conv5" type: "Convolution" bottom: "conv4" top: "conv5"
-  convolution_param { num_output: 128 pad: 1 kernel_size: 3 group: 2 } }
-layer { name: "relu5" type: "ReLU" bottom: "conv5" top: "conv5" }
-layer { name: "pool5" type: "Pooling" bottom: "conv5" top: "pool5"
-  pooling_param { pool: MAX kernel_size: 3 stride: 2 } }
-layer { name: "fc6" type: "InnerProduct" bottom: "pool5" top: "fc6"
-  inner_product_param { num_output: 2048 } }
-layer { name: "relu6" type: "ReLU" bottom: "fc6" top: "fc6" }
-layer { name: "fc7" type: "InnerProduct" bottom: "fc6" top: "fc7"
-  inner_product_param { num_output: 2048 } }
-layer { name: "relu7" type: "ReLU" bottom: "fc7" top: "fc7" }
-layer { name: "fc8" type: "InnerProduct" bottom: "fc7" top: "fc8"
-  inner_product_param { num_output: 1000 } }
-layer { name: "prob" type: "Softmax" bottom: "fc8" top: "prob" }
-'''
-
-
-def _deepsim_like(name: str, code: int, fcs: Sequence[int], reshape: tuple[int, int, int],
-                  trunk: Sequence[tuple[str, int, int, int]]) -> str:
-  """A DeePSim-style prototxt: InnerProducts, a reshape, Deconvolutions, leaky ReLU 0.3."""
-  relu = ('layer {{ name: "relu_{0}" type: "ReLU" bottom: "{0}" top: "{0}" '
-          'relu_param {{ negative_slope: 0.3 }} }}\n')
-  out = [f'name: "{name}"\ninput: "feat" input_shape {{ dim: 1 dim: {code} }}\n']
-  bottom = 'feat'
-  for i, width in enumerate(fcs):
-    top = f'defc{7 - i}'
-    out.append(f'layer {{ name: "{top}" type: "InnerProduct" bottom: "{bottom}" top: "{top}" '
-               f'inner_product_param {{ num_output: {width} }} }}\n' + relu.format(top))
-    bottom = top
-  c, h, w = reshape
-  out.append(f'layer {{ name: "reshape" type: "Reshape" bottom: "{bottom}" top: "reshape_{bottom}"'
-             f' reshape_param {{ shape {{ dim: 1 dim: {c} dim: {h} dim: {w} }} }} }}\n')
-  bottom = f'reshape_{bottom}'
-  for top, width, kernel, stride in trunk:
-    out.append(f'layer {{ name: "{top}" type: "Deconvolution" bottom: "{bottom}" top: "{top}" '
-               f'convolution_param {{ num_output: {width} kernel_size: {kernel} '
-               f'stride: {stride} pad: 1 }} }}\n' + (relu.format(top) if top != 'deconv0' else ''))
-    bottom = top
-  return ''.join(out)
-
-
-# 2048-d code (the embedded classifier's fc6) -> 64x64 image, cropped to 56 like 256 -> 227.
-EMBEDDED_GENERATOR = _deepsim_like(
-    'embedded_deepsim', 2048, (2048, 2048, 1024), (64, 4, 4),
-    (('deconv5', 64, 4, 2), ('conv5_1', 128, 3, 1), ('deconv4', 64, 4, 2),
-     ('conv4_1', 64, 3, 1), ('deconv3', 32, 4, 2), ('conv3_1', 32, 3, 1),
-     ('deconv2', 16, 4, 2), ('deconv0', 3, 3, 1)))
 
 # The test suite's stand-ins: 16-d code -> 16x16 image -> crop 14.
 TINY_GENERATOR, TINY_CLASSIFIER = tiny.GENERATOR, tiny.CLASSIFIER
@@ -232,10 +156,17 @@ def build_setup(size: str, dtype: str = 'float32', seed: int = 0) -> Setup:
     clf_def = parse_prototxt(nets.prototxt_text('caffenet'), 'caffenet.prototxt')
     make = lambda dt: Pipeline(nets.DeePSimGenerator('fc6', dtype=dt),
                                nets.CaffeNet(1000, dtype=dt), code_shape=(4096,))
+  elif size == 'embedded':
+    gen_def = parse_prototxt(nets.prototxt_text('cifar10_generator'), 'cifar10_generator')
+    clf_def = parse_prototxt(nets.prototxt_text('cifar10_classifier'), 'cifar10_classifier')
+    spaces = dict(generator_space=ImageSpace(size=_image_size(gen_def, 'deconv0')),
+                  classifier_space=ImageSpace(size=_image_size(clf_def)))
+    make = lambda dt: Pipeline(nets.net_info('cifar10_generator').factory(dtype=dt),
+                               nets.net_info('cifar10_classifier').factory(dtype=dt),
+                               code_shape=tuple(gen_def.inputs[0][1][1:]), **spaces)
   else:
-    texts = {'embedded': (EMBEDDED_GENERATOR, EMBEDDED_CLASSIFIER),
-             'tiny': (TINY_GENERATOR, TINY_CLASSIFIER)}[size]
-    gen_def, clf_def = (parse_prototxt(t, f'{size}.prototxt') for t in texts)
+    gen_def, clf_def = (parse_prototxt(t, 'tiny.prototxt') for t in (TINY_GENERATOR,
+                                                                      TINY_CLASSIFIER))
     spaces = dict(generator_space=ImageSpace(size=_image_size(gen_def, 'deconv0')),
                   classifier_space=ImageSpace(size=_image_size(clf_def)))
     code_shape = tuple(gen_def.inputs[0][1][1:])
@@ -316,7 +247,11 @@ def _engine(setup: Setup, prob: Problem, batch: int, loop: str) -> np.ndarray:
   result = optimize.optimize_codes(setup.pipe, setup.gen_params, setup.clf_params, prob.codes0,
                                    prob.targets, prob.hyper, prob.lower, prob.upper,
                                    objective=prob.objective, iters=prob.iters,
-                                   batch_per_device=batch, mesh=None, loop=loop)
+                                   batch_per_device=batch, mesh=None, loop=loop,
+                                   # Distinct requests (own initial codes), as in a sweep of
+                                   # (unit, seed) pairs: the default key (the unit) would put
+                                   # repeats of a unit in separate calls.
+                                   slot_keys=np.arange(len(prob.units)))
   return result.final_codes
 
 
@@ -340,41 +275,6 @@ def _per_iteration_loop(setup: Setup, prob: Problem, neurons: Sequence[int]) -> 
                              target, lr_i, l2, prob.lower, prob.upper)
     finals.append(h)
   return np.stack([np.asarray(h) for h in jax.block_until_ready(finals)])
-
-
-@contextlib.contextmanager
-def grouped_conv_mode(mode: str):
-  """Within the block, ``mode='split'`` makes grouped convolutions one conv per group + concat.
-
-  An experiment for a proposed change to ``dgnam_jax.layers.conv2d``: on XLA:CPU a
-  ``feature_group_count=2`` convolution ran 4-7x slower than the two half convolutions (CaffeNet
-  conv2/4/5 hold 57% of its MACs). The nets look the function up at trace time, so swapping the
-  module attribute is enough; compiled programs are dropped on entry and exit so that neither
-  mode reuses the other's.
-  """
-  if mode == 'native':
-    yield
-    return
-  native = layers.conv2d
-
-  def split_conv2d(x, kernel, bias, *, group=1, **kwargs):
-    if group == 1:
-      return native(x, kernel, bias, **kwargs)
-    parts = zip(jnp.split(x, group, axis=-1), jnp.split(kernel, group, axis=-1))
-    y = jnp.concatenate([native(xg, kg, None, **kwargs) for xg, kg in parts], axis=-1)
-    return y if bias is None else y + bias.astype(y.dtype)
-
-  def clear():
-    optimize._compiled.cache_clear()  # pylint: disable=protected-access
-    jax.clear_caches()
-
-  clear()
-  layers.conv2d = split_conv2d
-  try:
-    yield
-  finally:
-    layers.conv2d = native
-    clear()
 
 
 def _load_torch_reference():
@@ -465,7 +365,6 @@ class BenchConfig:
   peak_tflops: float | None = None
   torch_threads: int = 0
   loop: str = 'python'
-  grouped_conv: str = 'native'
   seed: int = 0
 
 
@@ -496,12 +395,6 @@ def default_peak_tflops(device_kind: str, dtype: str) -> float | None:
   return None
 
 
-def run_benchmark(config: BenchConfig) -> dict:
-  """Runs the requested methods and returns the result record (see the module docstring)."""
-  with grouped_conv_mode(config.grouped_conv):
-    return _run(config)
-
-
 def _measure_round_robin(methods: dict[str, tuple[Callable[[], object], Callable[[], object]]],
                          repeats: int) -> tuple[dict[str, dict], dict[str, np.ndarray]]:
   """Times (warm-up, run) pairs: all warm-ups first, then ``repeats`` rounds over the methods.
@@ -524,8 +417,8 @@ def _measure_round_robin(methods: dict[str, tuple[Callable[[], object], Callable
   return details, outputs
 
 
-def _run(config: BenchConfig) -> dict:
-  """:func:`run_benchmark` without the grouped-convolution switch."""
+def run_benchmark(config: BenchConfig) -> dict:
+  """Runs the requested methods and returns the result record (see the module docstring)."""
   setup = build_setup(config.size, config.dtype, config.seed)
   prob = make_problem(setup, config.layer, config.neurons, config.iters, config.seed)
   n, k = config.neurons, config.iters
@@ -543,7 +436,7 @@ def _run(config: BenchConfig) -> dict:
   }
   record = {'size': config.size, 'neurons': n, 'iters': k, 'batch_per_device': batch,
             'repeats': config.repeats, 'dtype': config.dtype, 'layer': config.layer,
-            'loop': config.loop, 'grouped_conv': config.grouped_conv,
+            'loop': config.loop,
             'device': f'{device.platform}:{device.device_kind}', 'platform': device.platform,
             'device_count': jax.device_count(), 'cpu_count': len(os.sched_getaffinity(0)),
             'jax_version': jax.__version__, 'xla_flags': os.environ.get('XLA_FLAGS', ''),
@@ -612,7 +505,7 @@ def format_record(record: dict) -> str:
   """A human-readable summary of :func:`run_benchmark`'s record."""
   lines = [f"{record['size']} nets, {record['neurons']} neurons x {record['iters']} iterations, "
            f"{record['dtype']} on {record['device']} (batch {record['batch_per_device']}, "
-           f"loop {record['loop']}, grouped conv {record['grouped_conv']}, median of "
+           f"loop {record['loop']}, median of "
            f"{record['repeats']}, {record['flops_per_neuron_iter'] / 1e9:.3g} GFLOP per "
            'neuron-iteration)']
   for name in METHODS:
@@ -645,7 +538,7 @@ def main(argv):
                        batch_per_device=_BATCH.value, repeats=_REPEATS.value, dtype=_DTYPE.value,
                        methods=tuple(_METHODS.value), layer=_LAYER.value,
                        peak_tflops=_PEAK.value, torch_threads=_TORCH_THREADS.value,
-                       loop=_LOOP.value, grouped_conv=_GROUPED_CONV.value, seed=_SEED.value)
+                       loop=_LOOP.value, seed=_SEED.value)
   record = run_benchmark(config)
   print(format_record(record))
   if _OUT.value:
