@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m experiments.demo --out=demo_out
+	$(BIN)/python -m experiments.demo --out=out/demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow" tests
@@ -26,4 +26,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_caffe_decode.py
 
 clean:
-	rm -rf $(VENV) demo_out .pytest_cache
+	rm -rf $(VENV) out/demo .pytest_cache

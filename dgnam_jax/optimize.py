@@ -78,7 +78,7 @@ class OptimizeResult:
   snapshots: np.ndarray | None = None
 
 
-def _normalized(g: jax.Array) -> tuple[jax.Array, jax.Array]:
+def normalized(g: jax.Array) -> tuple[jax.Array, jax.Array]:
   """(g / mean|g|, ||g||), with 0 for a NaN or zero gradient (no step, as the original)."""
   norm = jnp.sqrt(jnp.sum(jnp.square(g)))
   ok = jnp.isfinite(norm) & (norm > 0)
@@ -101,10 +101,10 @@ def dgnam_step(pipe: Pipeline, objective: Objective, gen_params, clf_params, h: 
     return targets_lib.activation(pipe.classify(clf_params, x[None]), target, objective)
 
   act, g = jax.value_and_grad(act_fn)(xc)
-  step_img, g_norm = _normalized(g)
+  step_img, g_norm = normalized(g)
   (diff,) = crop_vjp(lr_i * step_img)  # the original pastes the stepped crop back into x0
   (gh,) = gen_vjp(diff)
-  step_h, gh_norm = _normalized(gh)
+  step_h, gh_norm = normalized(gh)
   new_h = h + lr_i * step_h
   new_h = jnp.clip(new_h, lower, upper)
   new_h = jnp.where((l2 > 0) & (l2 < 1), new_h * l2, new_h)

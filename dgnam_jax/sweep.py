@@ -38,6 +38,9 @@ from dgnam_jax.sweep_plan import Plan, SweepConfig, default_chunk, load_pair, pl
 from dgnam_jax.targets import make_targets
 from dgnam_jax.units import Request, parse_units
 
+# The project's committed checkpoints (an editable install or a source checkout).
+CHECKPOINTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                           'checkpoints')
 # The original per-net settings (original.md §4); explicit settings override them.
 _CAFFENET = dict(layer='fc8', lr=8.0, lr_end=1e-10, iters=200, l2=0.99, bounds_k=3.0)
 PRESETS: dict[str, dict[str, Any]] = {
@@ -47,6 +50,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     'places205_conv5': dict(_CAFFENET, layer='conv5', units='8,55,154,181,45'),
     'googlenet': dict(_CAFFENET, layer='loss3/classifier', lr=2.0,
                       units='643,624,304,629,437'),
+    # The embedded default (checkpoints/cifar10, trained by this project). Settings from the
+    # random search recorded in checkpoints/cifar10/MODEL_CARD.md.
+    'cifar10': dict(generator=os.path.join(CHECKPOINTS, 'cifar10', 'generator'),
+                    classifier=os.path.join(CHECKPOINTS, 'cifar10', 'classifier'),
+                    layer='fc8', units='0-9', lr=8.0, lr_end=1e-10, iters=200, l2=0.99,
+                    bounds_k=3.0, batch_per_device=32, gallery_scale=4),
 }
 
 
@@ -55,9 +64,10 @@ def config_with_preset(preset: str | None, **explicit) -> SweepConfig:
   if preset and preset not in PRESETS:
     raise ValueError(f'unknown preset {preset!r}; valid: {", ".join(PRESETS)}')
   values = dict(PRESETS[preset]) if preset else {}
-  values.update(explicit)
-  if 'units' not in values:
-    raise ValueError('--units is required (or a --preset that names its example units)')
+  values.update({k: v for k, v in explicit.items() if v is not None})
+  for name in ('units', 'generator', 'classifier'):
+    if name not in values:
+      raise ValueError(f'--{name} is required (or a --preset that names it)')
   return SweepConfig(**values)
 
 

@@ -1,59 +1,85 @@
-r"""Demo on the bundled fixtures: convert a real Caffe LeNet and check it against Caffe's outputs.
+r"""``make demo``: DGN-AM on the embedded CIFAR-10 default (committed checkpoints, CPU).
 
-  python -m experiments.demo --out=demo_out
+  python -m experiments.demo --out=out/demo
 
-Converts ``tests/fixtures/caffe`` LeNet (a caffemodel written by a real BVLC Caffe) into a
-checkpoint, runs it through ``converters.caffe_forward`` on the inputs Caffe saw, and prints the
-relative max error of every blob against Caffe's own outputs. Takes ~10 s on 2 CPU cores.
-(This becomes the DGN-AM synthesis demo once the embedded default nets land.)
+Synthesises the preferred image of each of the 10 CIFAR-10 classes (fc8 logits, 2 seeds each)
+and of 8 hidden conv5 units with the ``cifar10`` preset of ``experiments.synthesize``, unchanged:
+``out/demo/cifar10/`` and ``out/demo/cifar10_conv5/`` are ordinary ``synthesize`` output
+directories (images, codes, ``manifest.json``, ``index.html``, ``grid.png``). ``out/demo/index.html``
+shows both, enlarged nearest-neighbour, with class names and activations. A rerun resumes (and so
+returns at once when everything is there).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import sys
+import time
 
 from absl import app
 from absl import flags
-import numpy as np
 
-_OUT = flags.DEFINE_string('out', 'demo_out', 'Directory for the checkpoint and outputs '
-                           '(replaced if it exists).',
-    allow_override=True)
-_FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'tests',
-                         'fixtures', 'caffe')
+from dgnam_jax import report, sweep
+
+_OUT = flags.DEFINE_string('out', 'out/demo', 'Output directory.', allow_override=True)
+_SEEDS = flags.DEFINE_list('seeds', ['0', '1'], 'Seeds per class.')
+_CONV5_UNITS = flags.DEFINE_string('conv5_units', '0-7', 'Hidden conv5 channels (centre '
+                                   'position) to visualise.')
+_ITERS = flags.DEFINE_integer('iters', None, 'Iterations (default: the preset\'s).')
+_GENERATOR = flags.DEFINE_string('generator', None, 'Generator checkpoint (default: the '
+                                 'committed CIFAR-10 one).')
+_CLASSIFIER = flags.DEFINE_string('classifier', None, 'Classifier checkpoint (default: the '
+                                  'committed CIFAR-10 one).')
+
+PRESET = 'cifar10'
 
 
-def _run(*args: str) -> None:
-  subprocess.run([sys.executable, '-m', *args], check=True)
+def _runs(out: str) -> list[tuple[str, str, sweep.SweepConfig]]:
+  """(section title, subdirectory, config) of each demo sweep."""
+  common = dict(seeds=tuple(int(s) for s in _SEEDS.value), iters=_ITERS.value,
+                generator=_GENERATOR.value, classifier=_CLASSIFIER.value)
+  return [
+      ('CIFAR-10 classes (fc8 logits)', 'cifar10',
+       sweep.config_with_preset(PRESET, out=os.path.join(out, 'cifar10'), **common)),
+      ('Hidden conv5 units (centre position, before relu5)', 'cifar10_conv5',
+       sweep.config_with_preset(PRESET, out=os.path.join(out, 'cifar10_conv5'), layer='conv5',
+                                units=_CONV5_UNITS.value, **dict(common, seeds=(0,)))),
+  ]
 
 
-def main(argv):
-  del argv
+def _progress(name: str):
+  def log(p: sweep.Progress) -> None:
+    if p.done == p.total or p.done % 8 == 0:
+      print(f'demo: {name}: {p.done}/{p.total} images', file=sys.stderr, flush=True)
+  return log
+
+
+def main(argv) -> int:
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   out = os.path.abspath(_OUT.value)
-  shutil.rmtree(out, ignore_errors=True)
-  os.makedirs(out)
-  ckpt = os.path.join(out, 'lenet')
-  _run('converters.caffe_to_orbax',
-       f'--prototxt={_FIXTURES}/bvlc_lenet_deploy.prototxt',
-       f'--caffemodel={_FIXTURES}/ethereon_caffe-tensorflow__lenet_iter_10000.caffemodel',
-       f'--out={ckpt}')
-  golden = os.path.join(_FIXTURES, 'golden_lenet_v2.npz')
-  result = os.path.join(out, 'lenet_blobs.npz')
-  _run('converters.caffe_forward', f'--checkpoint={ckpt}', f'--inputs={golden}',
-       f'--out={result}')
-  worst = 0.0
-  with np.load(golden) as want, np.load(result) as got:
-    for key in sorted(k for k in want.files if k.startswith('blob_')):
-      ref = want[key]
-      err = float(np.abs(got[key] - ref).max() / max(np.abs(ref).max(), 1e-30))
-      worst = max(worst, err)
-      print(f'{key[5:]:>8s} {str(ref.shape):>18s}  rel. max error vs Caffe {err:.2e}')
-    pred = got['blob_prob'].argmax(1)
-  print(f'LeNet predictions on the two Caffe test inputs: {pred.tolist()}; worst error {worst:.1e}')
-  return 0 if worst <= 1e-5 else 1
+  t0 = time.time()
+  sections = []
+  try:
+    runs = _runs(out)
+    for title, sub, config in runs:
+      manifest = sweep.run_sweep(config, _progress(sub), argv=sys.argv)
+      rows = [dict(r, image=f'{sub}/{r["image"]}') for r in manifest['rows']]
+      grid = {'image': f'{sub}/grid.png', 'label': f'{sub}/grid.png'}
+      sections.append((f'{title}: {len(rows)} images ({sub}/)', rows + [grid]))
+  except (ValueError, OSError) as e:
+    print(f'demo: error: {e}', file=sys.stderr)
+    return 1
+  settings = runs[0][2]
+  title = (f'DGN-AM on the embedded CIFAR-10 default: {settings.iters} iterations, lr '
+           f'{settings.lr:g}, L2 {settings.l2:g}, bounds [0, mean + {settings.bounds_k:g} std]')
+  page = report.write_gallery(out, [], title=title, scale=settings.gallery_scale, columns=10,
+                              extra_sections=sections)
+  print(f'demo: {sum(len(s[1]) - 1 for s in sections)} images in {time.time() - t0:.0f} s')
+  print(f'demo: open {page}')
+  for _, sub, _ in runs:
+    print(f'demo: {os.path.join(out, sub)}/ (manifest.json, grid.png, index.html)')
+  return 0
 
 
 if __name__ == '__main__':

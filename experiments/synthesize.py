@@ -25,12 +25,14 @@ from dgnam_jax.units import UNITS_HELP
 _D = {f.name: f.default for f in dataclasses.fields(sweep.SweepConfig)
       if f.default is not dataclasses.MISSING}
 
-flags.DEFINE_string('generator', None, 'Generator checkpoint directory.')
-flags.DEFINE_string('classifier', None, 'Classifier checkpoint directory.')
+flags.DEFINE_string('generator', None, 'Generator checkpoint directory (default: the preset\'s).')
+flags.DEFINE_string('classifier', None, 'Classifier checkpoint directory (default: the '
+                    'preset\'s).')
 flags.DEFINE_string('out', None, 'Output directory (a sweep with the same flags is resumed).',
     allow_override=True)
 flags.DEFINE_enum('preset', None, list(sweep.PRESETS),
-                  'Original per-net settings (layer, lr, iters, L2, example units).')
+                  'Per-net settings (layer, lr, iters, L2, example units): the original\'s for '
+                  'the paper\'s nets; cifar10 also names the committed embedded checkpoints.')
 flags.DEFINE_string('layer', _D['layer'], 'Classifier layer of the units (Caffe name).')
 flags.DEFINE_string('units', None, UNITS_HELP)
 flags.DEFINE_list('seeds', ['0'], 'Seeds per unit (requests: units in order, seeds inner).')
@@ -66,8 +68,8 @@ flags.DEFINE_integer('gallery_scale', _D['gallery_scale'], 'Image enlargement in
                      'grid.png.')
 
 FLAGS = flags.FLAGS
-_ALWAYS = ('generator', 'classifier', 'out')
-_OPTIONAL = tuple(name for name in _D if name not in _ALWAYS)
+_ALWAYS = ('out',)
+_OPTIONAL = tuple(name for name in _D if name not in _ALWAYS) + ('generator', 'classifier')
 
 
 def _config() -> sweep.SweepConfig:

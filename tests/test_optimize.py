@@ -680,3 +680,21 @@ def test_scan_loop_matches_python_loop():
     # Relative to each array's largest magnitude: the tiny generator's pixels reach ~1e3.
     assert np.abs(x - y).max() <= 1e-5 * max(np.abs(y).max(), 1.0), name
   np.testing.assert_array_equal(a.iterations, b.iterations)
+
+
+def test_bfloat16_compute_raises_activations_and_tracks_float32(tiny):
+  """dtype=bfloat16 nets (the accelerator option): same loop, float32 codes, close to float32."""
+  pipe, gp, cp = tiny
+  bf = dataclasses.replace(pipe, generator=pipe.generator.clone(dtype=jnp.bfloat16),
+                           classifier=pipe.classifier.clone(dtype=jnp.bfloat16))
+  units = [0, 3, 5]
+  codes0 = _codes(3, len(units))
+  args = (Objective('fc8'), codes0, make_targets(units), _hyper([2.0] * 3, [1e-10] * 3,
+                                                               [0.99] * 3))
+  got = _run(bf, gp, cp, *args, iters=20, snapshot_every=0)
+  ref = _run(pipe, gp, cp, *args, iters=20, snapshot_every=0)
+  assert got.final_codes.dtype == np.float32
+  assert np.all(got.activations > got.initial_activations)
+  # One bf16 forward of the first image: within bf16 rounding of the float32 activation.
+  np.testing.assert_allclose(got.initial_activations, ref.initial_activations, rtol=0.05,
+                             atol=0.05 * np.abs(ref.initial_activations).max())
