@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import logging as std_logging
 import os
+import sys
+import time
 from collections.abc import Iterator
 
 from absl import logging
@@ -33,3 +35,22 @@ def training_log(workdir: str, name: str = 'train.log') -> Iterator[str]:
   finally:
     logging.get_absl_logger().removeHandler(handler)
     handler.close()
+
+
+def start_run(runner: str, workdir: str, data_path: str, cache_dir: str | None,
+              image_size: int | None, test_fraction: float):
+  """Logs the command, loads the data (cached under ``cache_dir`` or ``<workdir>/data_cache``).
+
+  Returns:
+    (command line, train split, test split).
+  """
+  from dgnam_jax import data  # pylint: disable=g-import-not-at-top (keeps this module light)
+  command = f'python -m experiments.{runner} ' + ' '.join(sys.argv[1:])
+  logging.info('command: %s', command)
+  t = time.time()
+  cache = cache_dir or os.path.join(workdir, 'data_cache')
+  train, test = data.load_dataset(data_path, cache, image_size, test_fraction)
+  logging.info('data %s: %d train / %d test images of %s, %d classes (%.1f s)', data_path,
+               len(train), len(test), train.images.shape[1:], len(train.class_names),
+               time.time() - t)
+  return command, train, test

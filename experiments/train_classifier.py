@@ -21,16 +21,14 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
 from absl import app
 from absl import flags
 from absl import logging
 
-from dgnam_jax import data
 from dgnam_jax.nets import small
 from dgnam_jax.training import classifier
-from experiments._training_log import training_log
+from experiments._training_log import start_run, training_log
 
 _DATA = flags.DEFINE_string('data', None, 'JPEG-pack .npz or image folder.')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Checkpoints, logs and curves (resumed if it '
@@ -73,14 +71,8 @@ def main(argv):
 
 def _train(workdir: str) -> int:
   """Loads the data, trains (or resumes) and exports; see the module docstring."""
-  command = 'python -m experiments.train_classifier ' + ' '.join(sys.argv[1:])
-  logging.info('command: %s', command)
-  t = time.time()
-  cache = _CACHE_DIR.value or os.path.join(workdir, 'data_cache')
-  train, test = data.load_dataset(_DATA.value, cache, _IMAGE_SIZE.value, _TEST_FRACTION.value)
-  logging.info('data %s: %d train / %d test images of %s, %d classes (%.1f s)', _DATA.value,
-               len(train), len(test), train.images.shape[1:], len(train.class_names),
-               time.time() - t)
+  command, train, test = start_run('train_classifier', workdir, _DATA.value, _CACHE_DIR.value,
+                                    _IMAGE_SIZE.value, _TEST_FRACTION.value)
   config = small.SmallNetConfig(num_classes=len(train.class_names),
                                 input_size=train.images.shape[1], width=_WIDTH.value,
                                 fc_width=_FC_WIDTH.value)

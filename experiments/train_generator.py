@@ -19,16 +19,14 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
 from absl import app
 from absl import flags
 from absl import logging
 
-from dgnam_jax import data
 from dgnam_jax.nets import small_gen
 from dgnam_jax.training import generator
-from experiments._training_log import training_log
+from experiments._training_log import start_run, training_log
 
 _DEFAULT = generator.GenTrainConfig()
 _DATA = flags.DEFINE_string('data', None, 'JPEG-pack .npz or image folder (as train_classifier).')
@@ -76,13 +74,8 @@ def main(argv):
 
 
 def _train(workdir: str) -> int:
-  command = 'python -m experiments.train_generator ' + ' '.join(sys.argv[1:])
-  logging.info('command: %s', command)
-  t = time.time()
-  cache = _CACHE_DIR.value or os.path.join(workdir, 'data_cache')
-  train, test = data.load_dataset(_DATA.value, cache, _IMAGE_SIZE.value, _TEST_FRACTION.value)
-  logging.info('data %s: %d train / %d test images of %s (%.1f s)', _DATA.value, len(train),
-               len(test), train.images.shape[1:], time.time() - t)
+  command, train, test = start_run('train_generator', workdir, _DATA.value, _CACHE_DIR.value,
+                                    _IMAGE_SIZE.value, _TEST_FRACTION.value)
   size = train.images.shape[1]
   trunk = _TRUNK.value or (['256'] if size > 32 else []) + ['128', '64', '32']
   config = small_gen.SmallGenConfig(
