@@ -1,0 +1,183 @@
+"""Image-set metrics of the evaluation suite (``reference/peers.md`` §5): pure array functions.
+
+* :func:`kid` (primary) and :func:`fid` between two feature sets (a judge's penultimate layer);
+* :func:`relative_activation` (M1): activation on the synthetic image over the dataset maximum,
+  and :func:`expected_max_of_random_subset`, the "same budget" natural baseline;
+* :func:`top_k_indices`: the dataset images that drive a unit most (they fall out of the M1 pass);
+* :func:`nearest_neighbours` and :func:`memorization_ratio` (Fig. S22): distance of each synthetic
+  image to its nearest real image, relative to the typical nearest-neighbour distance between real
+  images;
+* :func:`mean_pairwise_distance`: diversity across seeds.
+
+Everything works on numpy arrays (float64 where sums matter); the distance kernels are jitted.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def _poly_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+  d = x.shape[1]
+  return (x @ y.T / d + 1.0) ** 3
+
+
+def _mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
+  m, n = len(x), len(y)
+  kxx, kyy, kxy = _poly_kernel(x, x), _poly_kernel(y, y), _poly_kernel(x, y)
+  sxx = (kxx.sum() - np.trace(kxx)) / (m * (m - 1))
+  syy = (kyy.sum() - np.trace(kyy)) / (n * (n - 1))
+  return float(sxx + syy - 2 * kxy.mean())
+
+
+def kid(x: np.ndarray, y: np.ndarray, subsets: int = 50, subset_size: int = 100,
+        seed: int = 0) -> dict[str, float]:
+  """Kernel Inception Distance (Binkowski et al. 2018) between feature sets ``x`` and ``y``.
+
+  The unbiased MMD^2 with the cubic polynomial kernel ``(x.y / d + 1)^3``, averaged over random
+  subsets of ``min(subset_size, len)`` rows of each set (drawn without replacement).
+
+  Returns:
+    {'kid', 'kid_std' (over subsets), 'subsets', 'subset_size', 'n_x', 'n_y'}.
+  """
+  x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+  size = min(subset_size, len(x), len(y))
+  if size < 2:
+    raise ValueError(f'KID needs at least 2 samples per set, got {len(x)} and {len(y)}')
+  rng = np.random.default_rng(seed)
+  vals = [_mmd2_unbiased(x[rng.choice(len(x), size, replace=False)],
+                         y[rng.choice(len(y), size, replace=False)]) for _ in range(subsets)]
+  return {'kid': float(np.mean(vals)), 'kid_std': float(np.std(vals)), 'subsets': subsets,
+          'subset_size': size, 'n_x': len(x), 'n_y': len(y)}
+
+
+def _sqrt_psd(a: np.ndarray) -> np.ndarray:
+  w, v = np.linalg.eigh((a + a.T) / 2)
+  return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+
+
+def fid(x: np.ndarray, y: np.ndarray) -> float:
+  """Frechet distance between Gaussians fitted to feature sets ``x`` and ``y``.
+
+  ``|mu_x - mu_y|^2 + tr(S_x + S_y - 2 (S_x^1/2 S_y S_x^1/2)^1/2)``, with symmetric square
+  roots (eigendecompositions), so no scipy is needed. Biased for small sets: report KID with it.
+  """
+  x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+  mx, my = x.mean(0), y.mean(0)
+  sx, sy = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
+  root = _sqrt_psd(sx)
+  cross = _sqrt_psd(root @ sy @ root)
+  return float(max(np.sum((mx - my) ** 2) + np.trace(sx) + np.trace(sy) - 2 * np.trace(cross),
+                   0.0))
+
+
+def relative_activation(synthetic: np.ndarray, dataset_max: np.ndarray) -> np.ndarray:
+  """M1: activation on each synthetic image over the unit's maximum over a dataset.
+
+  Args:
+    synthetic: (N,) activation of each request's unit on its synthetic image.
+    dataset_max: (N,) the same unit's maximum over all dataset images (same blob and
+      preprocessing). A non-positive maximum (a unit no image drives) gives NaN.
+  """
+  synthetic = np.asarray(synthetic, np.float64)
+  dataset_max = np.asarray(dataset_max, np.float64)
+  return np.where(dataset_max > 0, synthetic / np.where(dataset_max > 0, dataset_max, 1.0),
+                  np.nan)
+
+
+def expected_max_of_random_subset(acts: np.ndarray, n: int) -> np.ndarray:
+  """E[max over n images drawn without replacement] per unit, exactly (order statistics).
+
+  Args:
+    acts: (num_images, units) activations over a dataset.
+    n: subset size (the "same budget" of evaluations).
+
+  Returns:
+    (units,) expected maxima.
+  """
+  a = np.sort(np.asarray(acts, np.float64), axis=0)  # ascending
+  total = a.shape[0]
+  if not 1 <= n <= total:
+    raise ValueError(f'subset size {n} must be in [1, {total}]')
+  # P(the max is the k-th smallest, 0-based) = C(k, n-1) / C(total, n), computed in logs.
+  k = np.arange(total)
+  logc = lambda a_, b_: (_lgamma(a_ + 1) - _lgamma(b_ + 1) - _lgamma(a_ - b_ + 1))
+  valid = k >= n - 1
+  logp = np.where(valid, logc(np.maximum(k, n - 1), n - 1) - logc(total, n), -np.inf)
+  p = np.exp(logp)
+  return (p[:, None] * a).sum(0)
+
+
+_lgamma = np.vectorize(math.lgamma, otypes=[np.float64])
+
+
+def top_k_indices(acts: np.ndarray, k: int) -> np.ndarray:
+  """(units, k) dataset indices of each unit's k highest activations (acts: (images, units))."""
+  acts = np.asarray(acts)
+  k = min(k, len(acts))
+  idx = np.argpartition(-acts, k - 1, axis=0)[:k]
+  vals = np.take_along_axis(acts, idx, axis=0)
+  return np.take_along_axis(idx, np.argsort(-vals, axis=0, kind='stable'), axis=0).T
+
+
+@jax.jit
+def _sq_dists(a, b):
+  return jnp.maximum(jnp.sum(a * a, 1)[:, None] + jnp.sum(b * b, 1)[None] - 2 * a @ b.T, 0.0)
+
+
+def nearest_neighbours(queries: np.ndarray, pool: np.ndarray, exclude_self: bool = False,
+                       chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+  """(index, Euclidean distance) of each query's nearest row of ``pool`` (features flattened).
+
+  ``exclude_self`` (queries == pool) skips the identical row, for real-to-real distances.
+  """
+  q = np.asarray(queries, np.float32).reshape(len(queries), -1)
+  p = jnp.asarray(np.asarray(pool, np.float32).reshape(len(pool), -1))
+  best_i, best_d = [], []
+  for lo in range(0, len(q), chunk):
+    d = np.asarray(_sq_dists(jnp.asarray(q[lo:lo + chunk]), p), np.float64)
+    if exclude_self:
+      rows = np.arange(lo, min(lo + chunk, len(q)))
+      d[rows - lo, rows] = np.inf
+    i = d.argmin(1)
+    best_i.append(i)
+    best_d.append(np.sqrt(d[np.arange(len(i)), i]))
+  return np.concatenate(best_i), np.concatenate(best_d)
+
+
+def memorization_ratio(synthetic: np.ndarray, real: np.ndarray) -> dict[str, np.ndarray | float]:
+  """Nearest-real-image distance of each synthetic image over the typical real-real one.
+
+  The reference is the median, over the real images, of each real image's distance to its nearest
+  *other* real image. A ratio near 0 flags a (near-)copy of a training image; natural novel images
+  sit near or above 1.
+
+  Returns:
+    {'nearest' (indices into ``real``), 'distance', 'ratio', 'real_nn_median'}.
+  """
+  idx, dist = nearest_neighbours(synthetic, real)
+  _, real_nn = nearest_neighbours(real, real, exclude_self=True)
+  ref = float(np.median(real_nn))
+  return {'nearest': idx, 'distance': dist, 'ratio': dist / max(ref, 1e-12),
+          'real_nn_median': ref}
+
+
+def mean_pairwise_distance(features: np.ndarray, groups: Sequence) -> dict[str, float]:
+  """Mean Euclidean distance between different rows of the same group (a unit's seeds)."""
+  f = np.asarray(features, np.float64).reshape(len(features), -1)
+  groups = np.asarray([str(g) for g in groups])
+  per = []
+  for g in dict.fromkeys(groups):
+    rows = f[groups == g]
+    if len(rows) < 2:
+      continue
+    d = np.sqrt(np.maximum(np.asarray(_sq_dists(jnp.asarray(rows, jnp.float32),
+                                                jnp.asarray(rows, jnp.float32))), 0))
+    iu = np.triu_indices(len(rows), 1)
+    per.append(float(d[iu].mean()))
+  return {'mean': float(np.mean(per)) if per else float('nan'), 'groups': len(per)}

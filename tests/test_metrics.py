@@ -1,0 +1,66 @@
+"""Metrics of the evaluation suite on cases with a known answer."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from dgnam_jax import metrics
+
+
+def _feats(seed, n=120, d=16, shift=0.0):
+  return np.random.default_rng(seed).normal(shift, 1.0, (n, d))
+
+
+def test_kid_and_fid_vanish_on_identical_sets_and_grow_with_a_shift():
+  x = _feats(0)
+  same = metrics.kid(x, x, subsets=20, subset_size=60)
+  near, far = metrics.kid(x, _feats(1)), metrics.kid(x, _feats(1, shift=1.0))
+  assert same['subset_size'] == 60 and far['subset_size'] == 100
+  # Zero in expectation for one distribution (subsets of one set share rows, which pulls the
+  # estimate slightly below 0), against 7.3 for a unit shift of the mean.
+  assert abs(same['kid']) < 0.02 * far['kid'] and abs(near['kid']) < 0.02 * far['kid']
+  assert metrics.fid(x, x) == pytest.approx(0.0, abs=1e-6)
+  # Gaussians N(0, I) vs N(1, I) in 16-d: FID = |mu1 - mu2|^2 = 16 plus sampling noise.
+  assert metrics.fid(_feats(2, n=4000), _feats(3, n=4000, shift=1.0)) == pytest.approx(16, rel=0.1)
+
+
+def test_fid_matches_closed_form_for_scaled_gaussians():
+  # N(0, I) vs N(0, 4 I) in d dims: tr(I + 4I - 2 * 2I) = d.
+  x = _feats(4, n=20000, d=4)
+  assert metrics.fid(x, 2 * _feats(5, n=20000, d=4)) == pytest.approx(4, rel=0.05)
+
+
+def test_relative_activation_of_the_argmax_image_is_one():
+  acts = np.random.default_rng(0).normal(size=(50, 6))
+  acts[:, 5] = -1.0  # a unit no image drives
+  best = acts.max(0)
+  rel = metrics.relative_activation(best, acts.max(0))
+  np.testing.assert_allclose(rel[:5], 1.0)
+  assert np.isnan(rel[5])
+  top = metrics.top_k_indices(acts, 3)
+  assert top.shape == (6, 3) and np.array_equal(top[:, 0], acts.argmax(0))
+  assert all(acts[top[u, 0], u] >= acts[top[u, 1], u] >= acts[top[u, 2], u] for u in range(5))
+
+
+def test_expected_max_of_random_subset_matches_enumeration():
+  acts = np.array([[3.0], [1.0], [4.0], [1.5], [9.0]])
+  for n in (1, 2, 3, 5):
+    want = np.mean([max(acts[list(c), 0]) for c in itertools.combinations(range(5), n)])
+    assert metrics.expected_max_of_random_subset(acts, n)[0] == pytest.approx(want)
+
+
+def test_memorization_flags_a_planted_training_image():
+  rng = np.random.default_rng(0)
+  real = rng.uniform(0, 255, (200, 8, 8, 3))
+  synthetic = rng.uniform(0, 255, (10, 8, 8, 3))
+  synthetic[4] = real[123] + rng.normal(0, 1.0, (8, 8, 3))  # a near-copy
+  m = metrics.memorization_ratio(synthetic, real)
+  assert m['nearest'][4] == 123 and m['ratio'][4] < 0.1
+  assert np.all(np.delete(m['ratio'], 4) > 0.8)
+
+
+def test_mean_pairwise_distance_per_group():
+  f = np.array([[0.0, 0.0], [3.0, 4.0], [0.0, 0.0], [1.0, 0.0], [7.0, 7.0]])
+  d = metrics.mean_pairwise_distance(f, ['a', 'a', 'b', 'b', 'c'])
+  assert d == {'mean': pytest.approx(3.0), 'groups': 2}  # (5 + 1) / 2; 'c' has one image
