@@ -26,7 +26,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from dgnam_jax.nets import small
+from dgnam_jax.nets import small, small_resnet
 from dgnam_jax.training import classifier
 from experiments._training_log import start_run, training_log
 
@@ -42,8 +42,12 @@ _IMAGE_SIZE = flags.DEFINE_integer('image_size', None, 'Resize images to this sq
                                    '(a multiple of 32); default: their own size.')
 _TEST_FRACTION = flags.DEFINE_float('test_fraction', 0.1, 'Held-out share per class for a '
                                     'plain class folder.')
-_WIDTH = flags.DEFINE_float('width', 1.0, 'Conv channel multiplier (1.0: 32-64-96-96-64).')
-_FC_WIDTH = flags.DEFINE_integer('fc_width', 512, 'Units of fc6 and fc7.')
+_ARCH = flags.DEFINE_enum('arch', 'caffenet', ['caffenet', 'resnet'], 'caffenet: the CaffeNet-like '
+                          'net DGN-AM visualizes; resnet: a small ResNet (the independent judge).')
+_WIDTH = flags.DEFINE_float('width', 1.0, 'Conv channel multiplier (caffenet 1.0: 32-64-96-96-64; '
+                            'resnet 1.0: 16-32-64).')
+_FC_WIDTH = flags.DEFINE_integer('fc_width', 512, 'Units of fc6 and fc7 (caffenet).')
+_BLOCKS = flags.DEFINE_integer('blocks', 2, 'Residual blocks per stage (resnet).')
 _SEED = flags.DEFINE_integer('seed', 0, 'Init, data order, augmentation and dropout seed.')
 _EPOCHS = flags.DEFINE_float('epochs', 30.0, 'Schedule length in epochs.')
 _BATCH = flags.DEFINE_integer('batch_size', 128, 'Images per step.')
@@ -73,9 +77,12 @@ def _train(workdir: str) -> int:
   """Loads the data, trains (or resumes) and exports; see the module docstring."""
   command, train, test = start_run('train_classifier', workdir, _DATA.value, _CACHE_DIR.value,
                                     _IMAGE_SIZE.value, _TEST_FRACTION.value)
-  config = small.SmallNetConfig(num_classes=len(train.class_names),
-                                input_size=train.images.shape[1], width=_WIDTH.value,
-                                fc_width=_FC_WIDTH.value)
+  shape = dict(num_classes=len(train.class_names), input_size=train.images.shape[1],
+               width=_WIDTH.value)
+  if _ARCH.value == 'resnet':
+    config = small_resnet.SmallResNetConfig(blocks=_BLOCKS.value, **shape)
+  else:
+    config = small.SmallNetConfig(fc_width=_FC_WIDTH.value, **shape)
   cfg = classifier.TrainConfig(
       epochs=_EPOCHS.value, batch_size=_BATCH.value, optimizer=_OPTIMIZER.value, lr=_LR.value,
       momentum=_MOMENTUM.value, weight_decay=_WD.value, warmup_epochs=_WARMUP.value,

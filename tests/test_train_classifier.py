@@ -159,3 +159,35 @@ def test_runner_stops_resumes_and_exports(tmp_path):
     runner.main(['train_classifier'])
   with open(work / 'run_config.json') as f:
     assert json.load(f)['train']['seed'] == 7
+
+
+def test_resnet_judge_folds_into_its_prototxt_and_trains(tmp_path):
+  from dgnam_jax.nets import small_resnet  # pylint: disable=g-import-not-at-top
+  config = small_resnet.SmallResNetConfig(width=1.0, blocks=1)
+  v = small_resnet.init_train_variables(config, 0)
+  rng = np.random.default_rng(0)
+  params = jax.tree.map(lambda a: a + rng.uniform(0.1, 0.5, a.shape).astype(np.float32),
+                        v['params'])  # non-trivial BN scales (init zeroes some)
+  stats = {k: {'mean': rng.uniform(-1, 1, s['mean'].shape).astype(np.float32),
+               'var': rng.uniform(0.5, 2, s['var'].shape).astype(np.float32)}
+           for k, s in v['batch_stats'].items()}
+  x = rng.normal(0, 50, (3, 32, 32, 3)).astype(np.float32)
+  train_form = small_resnet.SmallResNet(config, train_form=True)
+  want = _apply(train_form, {'params': params, 'batch_stats': stats}, x)
+  deploy = small_resnet.export_params(config, params, stats)
+  graph = nets.CaffeGraph(parse_prototxt(small_resnet.deploy_prototxt(config), 'judge'))
+  got = _apply(graph, {'params': deploy}, x)
+  hand = _apply(small_resnet.SmallResNet(config), {'params': deploy}, x)
+  for name in ('res3a', 'pool5', 'fc8'):
+    np.testing.assert_allclose(got.layers[name], want.layers[name], rtol=2e-4,
+                               atol=2e-4 * float(np.abs(want.layers[name]).max()), err_msg=name)
+    np.testing.assert_allclose(hand.layers[name], got.layers[name], rtol=1e-5, atol=1e-4)
+  assert {'res3a_branch1', 'res4a_branch1'} <= set(deploy) and 'res2a_branch1' not in deploy
+
+  # The runner trains, resumes and exports it (--arch=resnet), as the CaffeNet-like net.
+  with flagsaver.flagsaver(**_flags(tmp_path, arch='resnet', blocks=1, width=0.5, fc_width=512)):
+    assert runner.main(['train_classifier']) == 0
+  module, loaded, meta = load_checkpoint(str(tmp_path / 'out'))
+  assert meta['architecture']['arch'] == 'resnet' and meta['net'] == 'prototxt'
+  out = _apply(module, {'params': loaded}, x)
+  assert out.layers['fc8'].shape == (3, 10) and out.blobs['pool5'].shape == (3, 1, 1, 32)

@@ -280,3 +280,6 @@ def deploy_prototxt(config: SmallNetConfig, name: str = 'SmallCaffeNet',
             f'  dropout_param {{\n    dropout_ratio: {dropout:g}\n  }}\n')
   layer('prob', 'Softmax', 'fc8', 'prob')
   return '\n'.join(lines) + '\n'
+
+
+MODEL = SmallCaffeNet  # the module class training code builds from a config

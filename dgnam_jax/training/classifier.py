@@ -25,10 +25,15 @@ import optax
 
 from dgnam_jax import checkpoint, convert, data, nets, training
 from dgnam_jax.caffe import parse_prototxt
-from dgnam_jax.nets import small
+from dgnam_jax.nets import small, small_resnet
 
 REGISTERED_NAME = 'cifar10_classifier'  # the registry entry built from small.CIFAR10_CONFIG
 CURVES_FILE = 'training_curves.png'
+
+
+def arch_of(config):
+  """The nets module that builds ``config`` (:mod:`small` or :mod:`small_resnet`)."""
+  return small_resnet if isinstance(config, small_resnet.SmallResNetConfig) else small
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,17 +91,18 @@ def _optimizer(cfg: TrainConfig, total_steps: int, steps_per_epoch: int):
   return make_optimizer(cfg, total_steps, steps_per_epoch)
 
 
-def init_state(model: small.SmallCaffeNet, tx: optax.GradientTransformation, seed: int
+def init_state(model, tx: optax.GradientTransformation, seed: int
                ) -> dict[str, Any]:
   """{'step', 'params', 'batch_stats', 'opt_state'} of a fresh run (no compilation)."""
-  variables = jax.tree.map(jnp.asarray, small.init_train_variables(model.config, seed))
+  variables = jax.tree.map(jnp.asarray, arch_of(model.config).init_train_variables(
+      model.config, seed))
   params = variables['params']
   return {'step': jnp.zeros((), jnp.int32), 'params': params,
           'batch_stats': variables['batch_stats'], 'opt_state': tx.init(params)}
 
 
 @functools.lru_cache(maxsize=8)
-def make_train_step(model: small.SmallCaffeNet, tx: optax.GradientTransformation,
+def make_train_step(model, tx: optax.GradientTransformation,
                     label_smoothing: float, seed: int) -> Callable:
   """jit(state, uint8 RGB images, labels, mean_bgr) -> (state, {'loss', 'acc'}).
 
@@ -154,13 +160,13 @@ def evaluate(module, variables: Mapping[str, Any], dataset: data.ImageSet,
   return {'loss': loss / len(dataset), 'acc': correct / len(dataset)}
 
 
-def registered_name(config: small.SmallNetConfig) -> str:
+def registered_name(config) -> str:
   """The registry name a net of ``config`` is exported under ('prototxt' if it has none)."""
   info = nets.NETS.get(REGISTERED_NAME)
   return REGISTERED_NAME if info is not None and config == small.CIFAR10_CONFIG else 'prototxt'
 
 
-def export_classifier(path: str, config: small.SmallNetConfig, params: Mapping[str, Any],
+def export_classifier(path: str, config, params: Mapping[str, Any],
                       mean_bgr: np.ndarray, class_names: list[str] | None,
                       training_info: Mapping[str, Any] | None = None,
                       dropout: float = 0.3) -> str:
@@ -169,14 +175,15 @@ def export_classifier(path: str, config: small.SmallNetConfig, params: Mapping[s
   Args:
     path: the checkpoint directory to create.
     config: the architecture.
-    params: deploy-form parameters (:func:`small.export_params`).
+    params: deploy-form parameters (``export_params`` of the architecture's module).
     mean_bgr: per-channel train mean (B, G, R) in 0-255 units; saved as a (3, H, W) mean.npy.
     class_names: one name per fc8 output.
     training_info: the 'training' metadata entry.
     dropout: recorded in the prototxt's Dropout layers.
   """
   name = registered_name(config)
-  prototxt = small.deploy_prototxt(config, 'SmallCaffeNet' if name == 'prototxt' else name,
+  arch = arch_of(config)
+  prototxt = arch.deploy_prototxt(config, arch.MODEL.__name__ if name == 'prototxt' else name,
                                    dropout)
   netdef = parse_prototxt(prototxt, '<deploy prototxt>')
   _, blob_shapes = convert.shapes(netdef, batch=1)
@@ -205,7 +212,7 @@ def device_description() -> str:
   return f'{d.platform} x{jax.device_count()} ({d.device_kind}); {os.cpu_count()} host CPU cores'
 
 
-def train_classifier(train: data.ImageSet, test: data.ImageSet, config: small.SmallNetConfig,
+def train_classifier(train: data.ImageSet, test: data.ImageSet, config,
                      cfg: TrainConfig, workdir: str, out: str | None = None,
                      run_info: Mapping[str, Any] | None = None, stop_at_step: int | None = None,
                      checkpoint_every_secs: float = 300.0, log_every_steps: int = 50
@@ -241,7 +248,8 @@ def train_classifier(train: data.ImageSet, test: data.ImageSet, config: small.Sm
       'net': config.to_dict(), 'train': dataclasses.asdict(cfg),
       'train_images': len(train), 'test_images': len(test), 'classes': train.class_names,
       'mean_bgr': [round(float(v), 4) for v in mean_bgr], 'data': (run_info or {}).get('data')})
-  model = small.SmallCaffeNet(config, train_form=True, dropout=cfg.dropout)
+  arch = arch_of(config)
+  model = arch.MODEL(config, train_form=True, dropout=cfg.dropout)
   tx = _optimizer(cfg, total, spe)
   wd = training.Workdir(workdir)
   restored = wd.restore(jax.eval_shape(lambda: init_state(model, tx, cfg.seed)))
@@ -306,9 +314,9 @@ def train_classifier(train: data.ImageSet, test: data.ImageSet, config: small.Sm
             'out': None, 'test_acc': None}
   if step < total:
     return result
-  deploy = small.export_params(config, jax.device_get(state['params']),
+  deploy = arch.export_params(config, jax.device_get(state['params']),
                                jax.device_get(state['batch_stats']), model.input_scale_div)
-  ev = evaluate(small.SmallCaffeNet(config), {'params': deploy}, test, mean_bgr)
+  ev = evaluate(arch.MODEL(config), {'params': deploy}, test, mean_bgr)
   logging.info('deploy net (BatchNorm folded): test acc %.4f, train-form %.4f',
                ev['acc'], history[-1]['test_acc'] if history else float('nan'))
   result['test_acc'] = ev['acc']

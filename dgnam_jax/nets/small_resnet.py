@@ -1,0 +1,219 @@
+"""A small ResNet for 32/64 px images: the project's independent judge (another net family).
+
+DGN-AM images are scored by how often a classifier that was *not* visualized recognizes them.
+A judge of another architecture family than the CaffeNet-like nets (residual blocks, BatchNorm,
+global average pooling, no fc hidden layers) makes a shared blind spot less likely.
+
+Same interface as :mod:`dgnam_jax.nets.small` (train form with BatchNorm, export by folding it,
+a Caffe deploy prototxt), so ``experiments.train_classifier --arch=resnet`` trains, resumes and
+exports it unchanged. Layer names follow Caffe's ResNet release: ``conv1``, ``res2a_branch2a``,
+``res2a_branch2b``, ``res3a_branch1`` (projection shortcut), ``res2a`` (the sum), ``pool5``
+(global mean, the judge's feature layer) and ``fc8``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import string
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dgnam_jax import layers as L
+from dgnam_jax.nets import modules
+from dgnam_jax.nets.graph import NetOutputs
+from dgnam_jax.nets.recorder import Recorder, StopForward
+from dgnam_jax.nets.small import BN_EPS, caffe_layer_text, param_count  # noqa: F401 (re-export)
+
+BASE_CHANNELS = (16, 32, 64)
+
+
+@dataclasses.dataclass(frozen=True)
+class SmallResNetConfig:
+  """Architecture of a :class:`SmallResNet`.
+
+  Attributes:
+    num_classes: outputs of fc8.
+    input_size: square input side, a multiple of 32 (the stem's stride is size // 32).
+    width: multiplier of the stage channels 16-32-64 (rounded to multiples of 8).
+    blocks: basic blocks per stage (2: a ResNet-14).
+  """
+  num_classes: int = 10
+  input_size: int = 32
+  width: float = 1.0
+  blocks: int = 2
+
+  def __post_init__(self):
+    if self.input_size % 32 or self.input_size <= 0:
+      raise ValueError(f'input_size must be a positive multiple of 32, got {self.input_size}')
+    if self.width <= 0 or self.blocks < 1 or self.num_classes <= 0:
+      raise ValueError(f'bad architecture {self}')
+
+  def channels(self) -> tuple[int, ...]:
+    return tuple(max(8, int(round(c * self.width / 8)) * 8) for c in BASE_CHANNELS)
+
+  def blocks_spec(self) -> list[tuple[str, int, int, bool]]:
+    """(name, channels, stride, projection shortcut) of every residual block, in order."""
+    out, prev = [], self.channels()[0]
+    for s, c in enumerate(self.channels(), start=2):
+      for b in range(self.blocks):
+        stride = 2 if (b == 0 and s > 2) else 1
+        out.append((f'res{s}{string.ascii_lowercase[b]}', c, stride, stride != 1 or c != prev))
+        prev = c
+    return out
+
+  def to_dict(self) -> dict[str, Any]:
+    return {'arch': 'resnet', **dataclasses.asdict(self)}
+
+
+class SmallResNet(nn.Module):
+  """Small ResNet classifier (train form with BatchNorm, or the BN-folded deploy form).
+
+  Attributes mirror :class:`dgnam_jax.nets.small.SmallCaffeNet` (``dropout`` is accepted and
+  unused: the judge has no fc hidden layers).
+  """
+  config: SmallResNetConfig = SmallResNetConfig()
+  train_form: bool = False
+  dropout: float = 0.0
+  input_scale_div: float = 64.0
+  dtype: Any = jnp.float32
+  precision: Any = None
+
+  @nn.compact
+  def __call__(self, x, end: str | None = None, train: bool = False) -> NetOutputs:
+    """Forward pass on NHWC BGR mean-subtracted 0-255 input; ``layers['fc8']`` are the logits."""
+    rec = Recorder(end)
+    kw = dict(dtype=self.dtype, precision=self.precision)
+    tf = self.train_form
+    rec.blobs['data'] = x
+    if tf:
+      x = x / self.input_scale_div
+
+    def conv(v, name, feats, k, s):
+      y = modules.Conv(feats, (k, k), (s, s), (k // 2, k // 2), bias_term=not tf, name=name,
+                       **kw)(v)
+      if tf:
+        y = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=BN_EPS,
+                         dtype=self.dtype, name=f'bn_{name}')(y)
+      return rec.add(name, name, y)
+
+    try:
+      s = self.config.input_size // 32
+      x = conv(x, 'conv1', self.config.channels()[0], 3 + 2 * (s - 1), s)
+      x = rec.add('conv1_relu', 'conv1', L.relu(x))
+      for name, c, stride, proj in self.config.blocks_spec():
+        y = conv(x, f'{name}_branch2a', c, 3, stride)
+        y = rec.add(f'{name}_branch2a_relu', f'{name}_branch2a', L.relu(y))
+        y = conv(y, f'{name}_branch2b', c, 3, 1)
+        short = conv(x, f'{name}_branch1', c, 1, stride) if proj else x
+        x = rec.add(name, name, y + short)
+        x = rec.add(f'{name}_relu', name, L.relu(x))
+      x = rec.add('pool5', 'pool5', jnp.mean(x, axis=(1, 2), keepdims=True))
+      x = rec.add('fc8', 'fc8', modules.InnerProduct(self.config.num_classes, name='fc8',
+                                                     **kw)(x))
+      rec.add('prob', 'prob', L.softmax(x))
+    except StopForward:
+      pass
+    return rec.outputs()
+
+
+def _conv_names(config: SmallResNetConfig) -> list[str]:
+  names = ['conv1']
+  for name, _, _, proj in config.blocks_spec():
+    names += [f'{name}_branch2a', f'{name}_branch2b'] + ([f'{name}_branch1'] if proj else [])
+  return names
+
+
+def init_train_variables(config: SmallResNetConfig, seed: int) -> dict[str, dict]:
+  """He-normal convs, zero-init last BN scale of each block (a common ResNet trick), numpy."""
+  model = SmallResNet(config, train_form=True)
+  size = config.input_size
+  shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, size, size, 3)))
+  rng = np.random.default_rng([seed, 20151210])
+  params, stats = {}, {}
+  for layer, leaves in shapes['params'].items():
+    out = params[layer] = {}
+    for leaf, sd in leaves.items():
+      shape = tuple(sd.shape)
+      if leaf == 'kernel':
+        fan_in = int(np.prod(shape[:-1]))
+        gain = 1.0 if layer == 'fc8' else 2.0
+        out[leaf] = rng.normal(0.0, np.sqrt(gain / fan_in), shape).astype(np.float32)
+      elif leaf == 'scale':
+        out[leaf] = np.full(shape, 0.0 if layer.endswith('branch2b') else 1.0, np.float32)
+      else:
+        out[leaf] = np.zeros(shape, np.float32)
+  for layer, leaves in shapes['batch_stats'].items():
+    stats[layer] = {'mean': np.zeros(leaves['mean'].shape, np.float32),
+                    'var': np.ones(leaves['var'].shape, np.float32)}
+  return {'params': params, 'batch_stats': stats}
+
+
+def export_params(config: SmallResNetConfig, params: dict, batch_stats: dict,
+                  input_scale_div: float = 64.0) -> dict[str, dict[str, np.ndarray]]:
+  """Folds every BatchNorm (and conv1's input scale) into its convolution (see small.py)."""
+  out = {}
+  for name in _conv_names(config):
+    w = np.asarray(params[name]['kernel'], np.float64)
+    bn_p, bn_s = params[f'bn_{name}'], batch_stats[f'bn_{name}']
+    factor = np.asarray(bn_p['scale'], np.float64) / np.sqrt(
+        np.asarray(bn_s['var'], np.float64) + BN_EPS)
+    bias = np.asarray(bn_p['bias'], np.float64) - np.asarray(bn_s['mean'], np.float64) * factor
+    w = w * factor
+    if name == 'conv1':
+      w = w / input_scale_div
+    out[name] = {'kernel': w.astype(np.float32), 'bias': bias.astype(np.float32)}
+  out['fc8'] = {k: np.asarray(v, np.float32) for k, v in params['fc8'].items()}
+  return out
+
+
+def deploy_prototxt(config: SmallResNetConfig, name: str = 'SmallResNet',
+                    dropout: float = 0.0) -> str:
+  """The Caffe deploy prototxt (V2 text) of the BN-folded deploy form."""
+  del dropout
+  size = config.input_size
+  lines = [f'# Small ResNet judge for {size} px images (dgnam_jax.nets.small_resnet).',
+           f'# {config!r}.', f'name: "{name}"',
+           caffe_layer_text('data', 'Input', None, 'data',
+                            f'  input_param {{\n    shape {{\n      dim: 1\n      dim: 3\n'
+                            f'      dim: {size}\n      dim: {size}\n    }}\n  }}\n')]
+
+  def conv(lname, bottom, feats, k, s):
+    lines.append(caffe_layer_text(lname, 'Convolution', bottom, lname,
+                                  f'  convolution_param {{\n    num_output: {feats}\n'
+                                  f'    pad: {k // 2}\n    kernel_size: {k}\n    stride: {s}\n'
+                                  '  }\n'))
+
+  def relu(lname, blob):
+    lines.append(caffe_layer_text(lname, 'ReLU', blob, blob))
+
+  s = size // 32
+  conv('conv1', 'data', config.channels()[0], 3 + 2 * (s - 1), s)
+  relu('conv1_relu', 'conv1')
+  bottom = 'conv1'
+  for bname, c, stride, proj in config.blocks_spec():
+    conv(f'{bname}_branch2a', bottom, c, 3, stride)
+    relu(f'{bname}_branch2a_relu', f'{bname}_branch2a')
+    conv(f'{bname}_branch2b', f'{bname}_branch2a', c, 3, 1)
+    short = bottom
+    if proj:
+      conv(f'{bname}_branch1', bottom, c, 1, stride)
+      short = f'{bname}_branch1'
+    lines.append(f'layer {{\n  name: "{bname}"\n  type: "Eltwise"\n  bottom: "{bname}_branch2b"'
+                 f'\n  bottom: "{short}"\n  top: "{bname}"\n}}')
+    relu(f'{bname}_relu', bname)
+    bottom = bname
+  lines.append(caffe_layer_text('pool5', 'Pooling', bottom, 'pool5',
+                                '  pooling_param {\n    pool: AVE\n    global_pooling: true\n'
+                                '  }\n'))
+  lines.append(caffe_layer_text('fc8', 'InnerProduct', 'pool5', 'fc8',
+                                f'  inner_product_param {{\n    num_output: {config.num_classes}'
+                                '\n  }\n'))
+  lines.append(caffe_layer_text('prob', 'Softmax', 'fc8', 'prob'))
+  return '\n'.join(lines) + '\n'
+
+
+MODEL = SmallResNet  # the module class training code builds from a config
