@@ -1,0 +1,204 @@
+"""The evaluation pass over a dataset and a finished sweep (issue: evaluation suite).
+
+:func:`unit_activations` reads, for every manifest row, the activation of the row's unit on a
+batch of images: the pre-softmax logit for output units and Caffe's blob (post-ReLU) for hidden
+units, as XDream's relative activation does. One pass over a dataset with it gives each unit's
+maximum (the denominator of M1), its top images, and the expected maximum of random subsets.
+:func:`evaluate_sweep` combines that with the judge (:mod:`dgnam_jax.judging`) and the set metrics
+(:mod:`dgnam_jax.metrics`) into one JSON-able record.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dgnam_jax import data, judging, metrics
+
+UnitSpec = tuple[str, bool, int, int, int, bool]  # layer, use blob, unit, y, x, channel mean
+
+
+def unit_specs(rows: Sequence[Mapping[str, Any]], output_layer: str = 'fc8') -> tuple[UnitSpec]:
+  """One static spec per manifest row: logits for ``output_layer``, post-ReLU blobs elsewhere."""
+  specs = []
+  for r in rows:
+    y, x = r.get('position') or (-1, -1)
+    specs.append((r['layer'], r['layer'] != output_layer, int(r['unit']), int(y), int(x),
+                  r.get('kind') == 'channel_mean'))
+  return tuple(specs)
+
+
+@functools.lru_cache(maxsize=16)
+def _reader(classify, specs: tuple[UnitSpec, ...]):
+  def fn(params, x):
+    out = classify(params, x)
+    cols = []
+    for layer, blob, unit, y, xx, mean in specs:
+      v = (out.blobs if blob else out.layers)[layer].astype(jnp.float32)
+      if v.ndim == 2:
+        cols.append(v[:, unit])
+      elif mean:
+        cols.append(v[..., unit].mean(axis=(1, 2)))
+      else:
+        cols.append(v[:, y, xx, unit])
+    return jnp.stack(cols, axis=1)
+  return jax.jit(fn)
+
+
+def unit_activations(classify, params, x: np.ndarray, specs: tuple[UnitSpec, ...],
+                     batch: int = 500) -> np.ndarray:
+  """(N, len(specs)) activations of the spec'd units on classifier-space images ``x``."""
+  fn = _reader(classify, specs)
+  out = [np.asarray(fn(params, jnp.asarray(x[i:i + batch], jnp.float32)))
+         for i in range(0, len(x), batch)]
+  return np.concatenate(out)
+
+
+def dataset_activations(classify, params, images: np.ndarray, mean_bgr, specs, batch: int = 500
+                        ) -> np.ndarray:
+  """(N, units) activations over uint8 RGB dataset images (converted to the net's input)."""
+  out = [unit_activations(classify, params, data.to_net_input(images[i:i + batch], mean_bgr),
+                          specs, batch) for i in range(0, len(images), batch)]
+  return np.concatenate(out)
+
+
+def photo_to_input(photo: np.ndarray, mean_bgr) -> np.ndarray:
+  """uint8 RGB photos -> classifier input (BGR minus mean): XDream's quantised protocol."""
+  return data.to_net_input(photo, mean_bgr)
+
+
+def relative_activations(classify, params, rendered: Mapping[str, np.ndarray], specs,
+                         dataset_acts: np.ndarray, mean_bgr) -> dict[str, np.ndarray]:
+  """M1 per row for the raw generator output and for the uint8 photo."""
+  idx = np.arange(len(specs))
+  best = dataset_acts.max(0)
+  raw = unit_activations(classify, params, rendered['raw'], specs)[idx, idx]
+  photo = unit_activations(classify, params, photo_to_input(rendered['photo'], mean_bgr),
+                           specs)[idx, idx]
+  return {'act_raw': raw, 'act_photo': photo, 'dataset_max': best,
+          'rel_raw': metrics.relative_activation(raw, best),
+          'rel_photo': metrics.relative_activation(photo, best)}
+
+
+def _summary(v: np.ndarray) -> dict[str, float]:
+  v = np.asarray(v, np.float64)
+  v = v[np.isfinite(v)]
+  if not len(v):
+    return {'median': float('nan'), 'mean': float('nan'), 'share_above_1': float('nan'), 'n': 0}
+  return {'median': float(np.median(v)), 'mean': float(v.mean()),
+          'share_above_1': float((v > 1).mean()), 'n': int(len(v))}
+
+
+def distinct_rows(imgs: np.ndarray, threshold: float = 20 / 255) -> np.ndarray:
+  """Indices of images kept when near-duplicates (MAD < threshold to a kept one) are dropped."""
+  keep: list[int] = []
+  flat = np.asarray(imgs, np.float32).reshape(len(imgs), -1) / 255.0
+  for i in range(len(flat)):
+    if all(np.abs(flat[i] - flat[j]).mean() >= threshold for j in keep):
+      keep.append(i)
+  return np.asarray(keep, np.int64)
+
+
+def judge_scores(judge: judging.Judge, rendered, labels) -> dict[str, Any]:
+  """Judge top-1/top-5 for both conventions, over all images and over distinct images only."""
+  labels = np.asarray(labels)
+  out = judging.score_class_images(judge, rendered, labels)
+  for conv in judging.CONVENTIONS:
+    keep = distinct_rows(rendered[conv])
+    logits = judge.logits(rendered[conv][keep])
+    out[f'distinct_{conv}'] = {
+        'images': int(len(keep)),
+        'top1': float(judging.topk_hits(logits, labels[keep], 1).mean()),
+        'top5': float(judging.topk_hits(logits, labels[keep], 5).mean())}
+  return out
+
+
+def evaluate_sweep(*, rows, rendered, classify, clf_params, clf_mean, judge: judging.Judge,
+                   dataset: data.ImageSet, real_for_kid: data.ImageSet, train: data.ImageSet,
+                   features_fn=None, output_layer: str = 'fc8', subset_budget: int | None = None
+                   ) -> dict[str, Any]:
+  """Every metric of one sweep (see the module docstring); arrays for figures under '_arrays'.
+
+  Args:
+    rows, rendered: :func:`judging.render_sweep`'s rows and images.
+    classify, clf_params, clf_mean: the visualized classifier (``Pipeline.classify``).
+    judge: the independent judge (class rows only: units of ``output_layer``).
+    dataset: all real images for the M1 maxima (train + test).
+    real_for_kid: real images of the same classes for KID/FID (held-out split).
+    train: training images for the memorization check (same class as each class row).
+    features_fn: uint8 RGB -> (N, D) judge features (default: the judge's pool5).
+    output_layer: the classifier's logit layer.
+    subset_budget: N of the "expected max over N random images" baseline (default 1000).
+  """
+  t0 = time.time()
+  specs = unit_specs(rows, output_layer)
+  acts = dataset_activations(classify, clf_params, dataset.images, clf_mean, specs)
+  rel = relative_activations(classify, clf_params, rendered, specs, acts, clf_mean)
+  out: dict[str, Any] = {'rows': len(rows), 'dataset_images': len(dataset)}
+  is_out = np.asarray([s[0] == output_layer for s in specs])
+  budget = min(subset_budget or 1000, len(dataset))
+  exp_max = metrics.expected_max_of_random_subset(acts, budget)
+  baseline = metrics.relative_activation(exp_max, acts.max(0))
+  for name, mask in (('output', is_out), ('hidden', ~is_out)):
+    if mask.any():
+      out[f'm1_{name}'] = {'raw': _summary(rel['rel_raw'][mask]),
+                           'photo': _summary(rel['rel_photo'][mask]),
+                           f'expected_max_of_{budget}_real': _summary(baseline[mask])}
+  arrays: dict[str, Any] = {'rel_raw': rel['rel_raw'], 'rel_photo': rel['rel_photo'],
+                            'top_real': metrics.top_k_indices(acts, 5)}
+  if is_out.any():
+    labels = np.asarray([r['unit'] for r in rows])[is_out]
+    cls_rendered = {k: rendered[k][is_out] for k in ('original', 'photo')}
+    out['judge'] = judge_scores(judge, cls_rendered, labels)
+    feats = features_fn or (lambda rgb: judge_features(judge, rgb))
+    real_mask = np.isin(real_for_kid.labels, labels)
+    real_feats = feats(real_for_kid.images[real_mask])
+    out['kid_fid'] = {}
+    for conv in judging.CONVENTIONS:
+      syn = feats(cls_rendered[conv])
+      out['kid_fid'][conv] = {**metrics.kid(syn, real_feats), 'fid': metrics.fid(syn, real_feats),
+                              'n_synthetic': len(syn), 'n_real': int(real_mask.sum())}
+      out[f'diversity_judge_features_{conv}'] = metrics.mean_pairwise_distance(syn, labels)
+      out[f'diversity_pixels_{conv}'] = metrics.mean_pairwise_distance(
+          cls_rendered[conv].astype(np.float32) / 255.0, labels)
+    out['memorization'], arrays['nearest_train'] = memorization(cls_rendered['photo'], labels,
+                                                                train)
+  out['wall_s'] = round(time.time() - t0, 1)
+  out['_arrays'] = arrays
+  return out
+
+
+def judge_features(judge: judging.Judge, rgb: np.ndarray, layer: str = 'pool5',
+                   batch: int = 500) -> np.ndarray:
+  """(N, D) flattened ``layer`` blob of the judge (its penultimate features) for uint8 RGB."""
+  fn = _feature_fn(judge.module, layer)
+  out = [np.asarray(fn(judge.params, data.to_net_input(rgb[i:i + batch], judge.mean)))
+         for i in range(0, len(rgb), batch)]
+  return np.concatenate(out).reshape(len(rgb), -1)
+
+
+@functools.lru_cache(maxsize=8)
+def _feature_fn(module, layer):
+  return jax.jit(lambda p, x: module.apply({'params': p}, x).blobs[layer])
+
+
+def memorization(photos: np.ndarray, labels: np.ndarray, train: data.ImageSet
+                 ) -> tuple[dict[str, Any], np.ndarray]:
+  """Pixel-space nearest training image of the same class, relative to real-real distances."""
+  ratios, nearest, refs = np.zeros(len(photos)), np.zeros(len(photos), np.int64), {}
+  for c in dict.fromkeys(labels.tolist()):
+    pool_idx = np.flatnonzero(train.labels == c)
+    pool = train.images[pool_idx].astype(np.float32) / 255.0
+    m = labels == c
+    res = metrics.memorization_ratio(photos[m].astype(np.float32) / 255.0, pool)
+    ratios[m], nearest[m], refs[int(c)] = res['ratio'], pool_idx[res['nearest']], \
+        res['real_nn_median']
+  return ({'pixel_ratio': _summary(ratios), 'min_ratio': float(ratios.min()),
+           'share_below_0.5': float((ratios < 0.5).mean()),
+           'real_nn_median_per_class': refs}, nearest)
