@@ -95,12 +95,16 @@ def _summary(v: np.ndarray) -> dict[str, float]:
           'share_above_1': float((v > 1).mean()), 'n': int(len(v))}
 
 
-def distinct_rows(imgs: np.ndarray, threshold: float = 20 / 255) -> np.ndarray:
-  """Indices of images kept when near-duplicates (MAD < threshold to a kept one) are dropped."""
-  keep: list[int] = []
+def distinct_rows(imgs: np.ndarray, groups: Sequence | None = None,
+                  threshold: float = 20 / 255) -> np.ndarray:
+  """Indices kept when near-duplicates (MAD < threshold to a kept image of the same group, e.g.
+  the seeds of one class) are dropped; the first of each set of duplicates is kept."""
+  groups = np.zeros(len(imgs)) if groups is None else np.asarray(groups)
   flat = np.asarray(imgs, np.float32).reshape(len(imgs), -1) / 255.0
+  keep: list[int] = []
   for i in range(len(flat)):
-    if all(np.abs(flat[i] - flat[j]).mean() >= threshold for j in keep):
+    same = [j for j in keep if groups[j] == groups[i]]
+    if all(np.abs(flat[i] - flat[j]).mean() >= threshold for j in same):
       keep.append(i)
   return np.asarray(keep, np.int64)
 
@@ -110,7 +114,7 @@ def judge_scores(judge: judging.Judge, rendered, labels) -> dict[str, Any]:
   labels = np.asarray(labels)
   out = judging.score_class_images(judge, rendered, labels)
   for conv in judging.CONVENTIONS:
-    keep = distinct_rows(rendered[conv])
+    keep = distinct_rows(rendered[conv], labels)
     logits = judge.logits(rendered[conv][keep])
     out[f'distinct_{conv}'] = {
         'images': int(len(keep)),

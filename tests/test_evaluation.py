@@ -1,0 +1,85 @@
+"""The evaluation pass on cases with a known answer."""
+
+import numpy as np
+import pytest
+
+from dgnam_jax import data, evaluation, judging
+from dgnam_jax.nets import NetOutputs
+
+
+class OneHotJudge:
+  """A judge that reads the class off the image (pixel value // 20) and is sure of it."""
+  class_names = [str(i) for i in range(10)]
+
+  def logits(self, rgb):
+    cls = np.asarray(rgb)[:, 0, 0, 0].astype(int) // 20
+    return np.eye(10)[cls]
+
+
+def _images(classes, seeds):
+  out = []
+  for c, s in zip(classes, seeds):
+    img = np.full((8, 8, 3), 20 * c, np.uint8)
+    img[1:, :, :] = (37 * s + 11 * c) % 256  # seeds differ by far more than 20/255
+    out.append(img)
+  return np.stack(out)
+
+
+def test_identity_judge_scores_all_and_distinct():
+  classes, seeds = [0, 0, 1, 1, 2, 2], [0, 1, 0, 1, 0, 0]
+  imgs = _images(classes, seeds)
+  rendered = {'original': imgs, 'photo': imgs}
+  got = evaluation.judge_scores(OneHotJudge(), rendered, classes)
+  assert got['top1_original'] == 1.0 and got['top1_photo'] == 1.0
+  # The last two images are identical (same class, same seed): one distinct image.
+  assert got['distinct_original']['images'] == 5 and got['distinct_photo']['top1'] == 1.0
+  assert got['diversity_photo']['per_group'] == {'0': 1.0, '1': 1.0, '2': 0.0}
+  wrong = evaluation.judge_scores(OneHotJudge(), rendered, [9, 9, 8, 8, 7, 7])
+  assert wrong['top1_original'] == 0.0 and wrong['top5_photo'] == 0.0
+
+
+def _classify(params, x):
+  """A 'classifier' with a logit layer fc8 = the per-channel means and a conv blob."""
+  del params
+  return NetOutputs(blobs={'conv': x * 2}, layers={'fc8': x.mean(axis=(1, 2)), 'conv': x * 2})
+
+
+def test_relative_activation_against_the_dataset_maximum():
+  rng = np.random.default_rng(0)
+  dataset = rng.integers(0, 256, (40, 4, 4, 3)).astype(np.uint8)
+  mean = (10.0, 20.0, 30.0)
+  rows = [{'layer': 'fc8', 'unit': 1, 'position': None, 'kind': 'unit'},
+          {'layer': 'conv', 'unit': 2, 'position': [1, 3], 'kind': 'unit'},
+          {'layer': 'conv', 'unit': 0, 'position': None, 'kind': 'channel_mean'}]
+  specs = evaluation.unit_specs(rows)
+  acts = evaluation.dataset_activations(_classify, None, dataset, mean, specs, batch=16)
+  x = data.to_net_input(dataset, mean)
+  np.testing.assert_allclose(acts[:, 0], x[..., 1].mean((1, 2)), rtol=1e-5)
+  np.testing.assert_allclose(acts[:, 1], 2 * x[:, 1, 3, 2], rtol=1e-5)
+  np.testing.assert_allclose(acts[:, 2], 2 * x[..., 0].mean((1, 2)), rtol=1e-5)
+  # The dataset's own argmax image, as a "synthetic" image of each row: M1 = 1 (photo: exact
+  # uint8, so the quantised protocol agrees).
+  best = dataset[acts.argmax(0)]
+  rendered = {'raw': data.to_net_input(best, mean), 'photo': best}
+  rel = evaluation.relative_activations(_classify, None, rendered, specs, acts, mean)
+  np.testing.assert_allclose(rel['rel_raw'], 1.0, rtol=1e-6)
+  np.testing.assert_allclose(rel['rel_photo'], 1.0, rtol=1e-6)
+
+
+def test_memorization_flags_a_copied_training_image():
+  rng = np.random.default_rng(1)
+  train = data.ImageSet(rng.integers(0, 256, (60, 8, 8, 3)).astype(np.uint8),
+                        np.repeat(np.arange(3), 20), ['a', 'b', 'c'], [])
+  photos = rng.integers(0, 256, (4, 8, 8, 3)).astype(np.uint8)
+  photos[2] = train.images[45]  # class 2's image planted as the class-2 "synthetic"
+  res, nearest = evaluation.memorization(photos, np.array([0, 1, 2, 2]), train)
+  assert nearest[2] == 45 and res['min_ratio'] == pytest.approx(0.0)
+  assert res['share_below_0.5'] == 0.25
+
+
+def test_distinct_rows_drops_near_duplicates():
+  a = np.zeros((2, 2, 3), np.uint8)
+  imgs = np.stack([a, a + 5, a + 100, a + 101])
+  np.testing.assert_array_equal(evaluation.distinct_rows(imgs), [0, 2])
+  np.testing.assert_array_equal(evaluation.distinct_rows(imgs, [0, 1, 1, 1]), [0, 1, 2])
+  assert judging.pairwise_mad(imgs)[0, 1] < 20 / 255
