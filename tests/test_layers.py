@@ -149,3 +149,25 @@ def test_any_batch_size_and_inputs_checked():
     module.apply({'params': params}, jnp.zeros((1, 8, 8, 4)))
   out = module.apply({'params': params}, jnp.zeros((1, 9, 9, 4)), end='c')
   assert set(out.layers) == {'input', 'c'}
+
+
+@pytest.mark.parametrize('k,stride,pad', [(5, 1, 2), (3, 2, 1), (1, 2, 0), (5, 2, 2)])
+def test_conv2d_train_matches_conv2d_and_its_gradients(k, stride, pad):
+  rng = np.random.default_rng(k + stride)
+  x = jnp.asarray(rng.normal(size=(3, 9, 8, 4)), jnp.float32)
+  w = jnp.asarray(rng.normal(size=(k, k, 4, 5)), jnp.float32)
+  dy_seed = jnp.asarray(rng.normal(size=layers.conv2d(x, w, None, stride=(stride,) * 2,
+                                                      pad=(pad,) * 2).shape), jnp.float32)
+
+  def loss(fn):
+    return lambda x, w: jnp.sum(fn(x, w) * dy_seed)
+
+  ref = lambda x, w: layers.conv2d(x, w, None, stride=(stride,) * 2, pad=(pad,) * 2,
+                                   precision='highest')
+  fast = lambda x, w: layers.conv2d_train(x, w, (stride,) * 2, (pad,) * 2)
+  np.testing.assert_allclose(fast(x, w), ref(x, w), rtol=1e-5, atol=1e-4)
+  with jax.default_matmul_precision('highest'):
+    got = jax.grad(loss(fast), argnums=(0, 1))(x, w)
+  want = jax.grad(loss(ref), argnums=(0, 1))(x, w)
+  for g, r in zip(got, want):
+    np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4)

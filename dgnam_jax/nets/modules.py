@@ -30,12 +30,17 @@ class Conv(nn.Module):
   bias_term: bool = True
   dtype: Dtype = jnp.float32
   precision: Any = None
+  fast_weight_grad: bool = False  # training nets: layers.conv2d_train's im2col weight gradient
 
   @nn.compact
   def __call__(self, x):
     w = self.param('kernel', _kernel_init,
                    (*self.kernel, x.shape[-1] // self.group, self.features), jnp.float32)
     b = self.param('bias', _bias_init, (self.features,), jnp.float32) if self.bias_term else None
+    plain = self.group == 1 and self.dilation == (1, 1) and self.precision is None
+    if self.fast_weight_grad and plain:
+      y = layers.conv2d_train(x.astype(self.dtype), w.astype(self.dtype), self.stride, self.pad)
+      return y if b is None else y + b.astype(y.dtype)
     return layers.conv2d(x.astype(self.dtype), w, b, stride=self.stride, pad=self.pad,
                          dilation=self.dilation, group=self.group, precision=self.precision)
 

@@ -125,7 +125,8 @@ class SmallCaffeNet(nn.Module):
 
     try:
       for i, (name, feats, k, s, p, pool) in enumerate(self.config.convs(), start=1):
-        y = modules.Conv(feats, (k, k), (s, s), (p, p), bias_term=not tf, name=name, **kw)(x)
+        y = modules.Conv(feats, (k, k), (s, s), (p, p), bias_term=not tf, name=name,
+                         fast_weight_grad=tf, **kw)(x)
         x = rec.add(name, name, bn(y, i))
         x = rec.add(f'relu{i}', name, L.relu(x))
         if pool:

@@ -94,7 +94,7 @@ class SmallResNet(nn.Module):
 
     def conv(v, name, feats, k, s):
       y = modules.Conv(feats, (k, k), (s, s), (k // 2, k // 2), bias_term=not tf, name=name,
-                       **kw)(v)
+                       fast_weight_grad=tf, **kw)(v)
       if tf:
         y = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=BN_EPS,
                          dtype=self.dtype, name=f'bn_{name}')(y)
