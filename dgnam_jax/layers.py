@@ -126,6 +126,39 @@ def deconv2d(x: Array, kernel: Array, bias: Array | None, *, stride: Pair = (1, 
   return y if bias is None else y + bias.astype(y.dtype)
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def deconv2d_train(x: Array, kernel: Array, stride: Pair = (1, 1), pad: Pair = (0, 0)) -> Array:
+  """:func:`deconv2d` (one group, no dilation, no bias) with a fast weight gradient on CPU.
+
+  XLA:CPU's weight gradient of the lhs-dilated convolution was 10-15x slower than the forward
+  pass for the small generators' 4x4 stride-2 layers; here it is one matmul of the input with the
+  output gradient's k*k strided slices (``out[s*i + t - p] += x[i] K[t]``). Training only.
+  """
+  return deconv2d(x, kernel, None, stride=stride, pad=pad)
+
+
+def _deconv2d_train_fwd(x, kernel, stride, pad):
+  return deconv2d_train(x, kernel, stride, pad), (x, kernel)
+
+
+def _deconv2d_train_bwd(stride, pad, res, dy):
+  x, kernel = res
+  kh, kw, cout, cin = kernel.shape
+  n, h, w, _ = x.shape
+  _, vjp_x = jax.vjp(lambda v: deconv2d(v, kernel, None, stride=stride, pad=pad), x)
+  # dK[t] = sum_i x[i] dy[s*i + t - p]: pad dy so every index is in range, then slice per tap.
+  dyp = jnp.pad(dy, ((0, 0), (pad[0], kh), (pad[1], kw), (0, 0)))
+  cols = [dyp[:, ty:ty + stride[0] * (h - 1) + 1:stride[0], tx:tx + stride[1] * (w - 1) + 1:
+              stride[1]] for ty in range(kh) for tx in range(kw)]
+  taps = jnp.stack(cols, axis=3).reshape(-1, kh * kw * cout)
+  dk = x.reshape(-1, cin).T.astype(taps.dtype) @ taps  # (cin, kh*kw*cout)
+  dk = dk.reshape(cin, kh, kw, cout).transpose(1, 2, 3, 0)
+  return vjp_x(dy)[0], dk.astype(kernel.dtype)
+
+
+deconv2d_train.defvjp(_deconv2d_train_fwd, _deconv2d_train_bwd)
+
+
 def inner_product(x: Array, kernel: Array, bias: Array | None, precision=None) -> Array:
   """Caffe InnerProduct on an already flattened (N, K) input with a (K, O) kernel."""
   y = jnp.dot(x, kernel.astype(x.dtype), precision=precision)

@@ -171,3 +171,20 @@ def test_conv2d_train_matches_conv2d_and_its_gradients(k, stride, pad):
   want = jax.grad(loss(ref), argnums=(0, 1))(x, w)
   for g, r in zip(got, want):
     np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize('k,stride,pad', [(4, 2, 1), (3, 1, 1), (5, 2, 2), (2, 2, 0)])
+def test_deconv2d_train_matches_deconv2d_and_its_gradients(k, stride, pad):
+  rng = np.random.default_rng(10 * k + stride)
+  x = jnp.asarray(rng.normal(size=(2, 5, 6, 4)), jnp.float32)
+  w = jnp.asarray(rng.normal(size=(k, k, 3, 4)), jnp.float32)
+  ref = lambda x, w: layers.deconv2d(x, w, None, stride=(stride,) * 2, pad=(pad,) * 2,
+                                     precision='highest')
+  fast = lambda x, w: layers.deconv2d_train(x, w, (stride,) * 2, (pad,) * 2)
+  dy = jnp.asarray(rng.normal(size=ref(x, w).shape), jnp.float32)
+  np.testing.assert_allclose(fast(x, w), ref(x, w), rtol=1e-5, atol=1e-4)
+  with jax.default_matmul_precision('highest'):
+    got = jax.grad(lambda x, w: jnp.sum(fast(x, w) * dy), argnums=(0, 1))(x, w)
+  want = jax.grad(lambda x, w: jnp.sum(ref(x, w) * dy), argnums=(0, 1))(x, w)
+  for g, r in zip(got, want):
+    np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4)

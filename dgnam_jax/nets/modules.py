@@ -53,6 +53,11 @@ class Deconv(Conv):
     w = self.param('kernel', _kernel_init,
                    (*self.kernel, self.features // self.group, x.shape[-1]), jnp.float32)
     b = self.param('bias', _bias_init, (self.features,), jnp.float32) if self.bias_term else None
+    plain = self.group == 1 and self.dilation == (1, 1) and self.precision is None
+    if self.fast_weight_grad and plain:
+      y = layers.deconv2d_train(x.astype(self.dtype), w.astype(self.dtype), self.stride,
+                                self.pad)
+      return y if b is None else y + b.astype(y.dtype)
     return layers.deconv2d(x.astype(self.dtype), w, b, stride=self.stride, pad=self.pad,
                            dilation=self.dilation, group=self.group, precision=self.precision)
 

@@ -73,11 +73,14 @@ class SmallDeePSim(nn.Module):
   Attributes:
     config: the architecture.
     output_scale: multiplies ``deconv0`` (training; 1 in an exported net).
+    fast_weight_grad: compute kernel gradients with im2col matmuls (training on CPU; same
+      values).
     dtype: compute dtype.
     precision: ``lax.Precision`` for convolutions and matmuls.
   """
   config: SmallGenConfig = CIFAR10_GEN_CONFIG
   output_scale: float = 1.0
+  fast_weight_grad: bool = False  # training: layers.conv2d_train / deconv2d_train
   dtype: Any = jnp.float32
   precision: Any = None
 
@@ -87,6 +90,7 @@ class SmallDeePSim(nn.Module):
     cfg = self.config
     rec = Recorder(end)
     kw = dict(dtype=self.dtype, precision=self.precision)
+    ckw = dict(kw, fast_weight_grad=self.fast_weight_grad)
     rec.blobs['feat'] = x = feat
     try:
       widths = (*cfg.fc_widths, 16 * cfg.start_channels)
@@ -95,11 +99,11 @@ class SmallDeePSim(nn.Module):
         x = rec.add(f'relu_{name}', name, L.relu(x, SLOPE))
       x = rec.add('reshape', 'reshape_defc5', L.reshape(x, (-1, cfg.start_channels, 4, 4)))
       for dname, cname, c in cfg.trunk_layers():
-        x = rec.add(dname, dname, modules.Deconv(c, (4, 4), (2, 2), (1, 1), name=dname, **kw)(x))
+        x = rec.add(dname, dname, modules.Deconv(c, (4, 4), (2, 2), (1, 1), name=dname, **ckw)(x))
         x = rec.add(f'relu_{dname}', dname, L.relu(x, SLOPE))
-        x = rec.add(cname, cname, modules.Conv(c, (3, 3), pad=(1, 1), name=cname, **kw)(x))
+        x = rec.add(cname, cname, modules.Conv(c, (3, 3), pad=(1, 1), name=cname, **ckw)(x))
         x = rec.add(f'relu_{cname}', cname, L.relu(x, SLOPE))
-      y = modules.Deconv(3, (3, 3), (1, 1), (1, 1), name='deconv0', **kw)(x)
+      y = modules.Deconv(3, (3, 3), (1, 1), (1, 1), name='deconv0', **ckw)(x)
       rec.add('deconv0', 'deconv0', y * self.output_scale if self.output_scale != 1.0 else y)
     except StopForward:
       pass

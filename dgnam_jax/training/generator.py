@@ -32,7 +32,7 @@ import numpy as np
 import optax
 
 from dgnam_jax import checkpoint, data, report, training
-from dgnam_jax.nets import small, small_gen
+from dgnam_jax.nets import modules, small, small_gen
 from dgnam_jax.training.gen_eval import (CODE_BLOB, code_statistics, export_generator,
                                          reconstruction_grid, reconstruction_metrics)
 
@@ -91,8 +91,10 @@ class Discriminator(nn.Module):
     act = functools.partial(nn.leaky_relu, negative_slope=0.2)
     x = img / self.input_div
     s1 = max(1, self.image_size // 32)
-    for feats, k, s in ((16, 3, s1), (32, 4, 2), (64, 4, 2), (128, 4, 2)):
-      x = act(nn.Conv(feats, (k, k), (s, s), padding=(k - 1) // 2 if s == 1 else 1)(x))
+    for i, (feats, k, s) in enumerate(((16, 3, s1), (32, 4, 2), (64, 4, 2), (128, 4, 2))):
+      pad = (k - 1) // 2 if s == 1 else 1
+      x = act(modules.Conv(feats, (k, k), (s, s), (pad, pad), fast_weight_grad=True,
+                           name=f'Dconv{i + 1}')(x))
     x = x.mean(axis=(1, 2))
     c = act(nn.Dense(512)(code))
     c = act(nn.Dense(256)(c))
@@ -250,7 +252,8 @@ def train_generator(train: data.ImageSet, test: data.ImageSet, encoder_path: str
       'test_images': len(test), 'encoder': os.path.abspath(encoder_path),
       'encoder_metadata_sha256': report.sha256_file(os.path.join(encoder_path, 'dgnam.json')),
       'data': (run_info or {}).get('data')})
-  parts = _Parts(encoder, small_gen.SmallDeePSim(config, output_scale=cfg.output_scale),
+  parts = _Parts(encoder, small_gen.SmallDeePSim(config, output_scale=cfg.output_scale,
+                                                 fast_weight_grad=True),
                  Discriminator(config.image_size), cfg, total)
   wd = training.Workdir(workdir)
   restored = wd.restore(jax.eval_shape(lambda: init_state(parts, config.code_dim)))
