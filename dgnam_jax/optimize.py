@@ -18,8 +18,9 @@ normalisation never mixes neurons.
 Determinism. XLA's CPU kernels may round a row differently depending on its *slot* in a batch
 (~1e-6, which 200 chaotic steps amplify), though never on the other rows' values. So every
 compiled call has the same shape (``batch_per_device`` rows per device, padded), and a request
-always runs in the slot given by its key (by default its unit; the sweep uses unit + seed): its
-result is bitwise the same whatever else ran with it, whatever the chunking and device count.
+always runs in the slot given by its key (by default its unit; the sweep uses
+``Request.slot_key``, from unit and seed): its result is bitwise the same whatever else ran
+with it, whatever the chunking and device count.
 """
 
 from __future__ import annotations

@@ -136,7 +136,7 @@ def _optimize_chunk(plan: Plan, idx: np.ndarray, on_rows: Callable[[int], None])
         snapshot_every=c.gif_every if gif else 0,
         # A request's batch slot follows its unit and seed, so it is reproduced bitwise in any
         # sweep (optimize_codes' determinism note).
-        slot_keys=[r.unit + r.seed for r in rs],
+        slot_keys=[r.slot_key for r in rs],
         on_batch=lambda m, total, base=done, n=len(js): on_rows(base + n * m // total))
     done += len(js)
     for key, value in dataclasses.asdict(res).items():

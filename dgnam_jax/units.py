@@ -26,6 +26,7 @@ UNITS_HELP = ('comma-separated units: 17 (one unit; conv layer: the centre posit
               'mean:0-9), 643+945 (two-unit blend, see --gamma; 12@3x5+4 blends at one '
               'position). Order is kept; duplicates are an error.')
 
+SLOT_SEED_STRIDE = 1009
 _TERM = re.compile(r'^(mean:)?(\d+)(?:@(\d+)x(\d+))?$')
 _RANGE = re.compile(r'^(mean:)?(\d+)-(\d+)$')
 _WNID = re.compile(r'^(n\d{8})\s+(.*)$')
@@ -65,6 +66,16 @@ class Request:
     if self.blend:
       text += '+' + ('mean:' if self.channel_mean else '') + str(self.blend_unit)
     return text
+
+  @property
+  def slot_key(self) -> int:
+    """The request's batch-slot key (``optimize_codes(slot_keys=...)``): its unit and seed only.
+
+    ``unit + 1009 * seed``: consecutive units with a few seeds land in distinct slots of the usual
+    power-of-two batches (1009 = 17 mod 32, 49 mod 64), so e.g. 10 classes x 2 seeds fill one
+    call of 32; ``unit + seed`` would put (1, 0) and (0, 1) in the same slot, i.e. another call.
+    """
+    return self.unit + SLOT_SEED_STRIDE * self.seed
 
   def key(self) -> tuple:
     """Identity for duplicate detection: a blend is symmetric in its two units."""
