@@ -99,6 +99,9 @@ def main(argv) -> int:
     _sheet(os.path.join(out, f'{name}_top_real.png'), rows, rendered, arrays['top_real'],
            everything.images)
     _annotate_gallery(run, rows, arrays, judge, rendered, _OUTPUT_LAYER.value)
+    if 'nearest_train' in arrays:
+      _memorization_sheet(os.path.join(out, f'{name}_memorization.png'), rows, rendered,
+                          arrays['nearest_train'], train.images, _OUTPUT_LAYER.value)
     res['wall_s'] = round(time.time() - t, 1)
     record['runs'][name] = res
     print(f'{name}: {json.dumps(_jsonable(_headline(res)))} ({res["wall_s"]:.0f} s)')
@@ -107,6 +110,22 @@ def main(argv) -> int:
                            json.dumps(_jsonable(record), indent=1))
   print(f'wrote {os.path.join(out, "metrics.json")} in {record["wall_s"]:.0f} s')
   return 0
+
+
+def _memorization_sheet(out_png, rows, rendered, nearest, train_images, output_layer,
+                        per_class: int = 2, scale: int = 2) -> None:
+  """Pairs (synthetic photo, its nearest training image of the class), two per class."""
+  cls = [i for i, r in enumerate(rows) if r['layer'] == output_layer]
+  tiles, labels, seen = [], [], {}
+  for k, i in enumerate(cls):
+    unit = rows[i]['unit']
+    if seen.get(unit, 0) >= per_class:
+      continue
+    seen[unit] = seen.get(unit, 0) + 1
+    tiles += [images.enlarge(rendered['photo'][i], scale),
+              images.enlarge(train_images[nearest[k]], scale)]
+    labels += [f'{rows[i].get("class_name") or unit} s{rows[i]["seed"]}', 'nearest train']
+  images.save_image(out_png, images.grid(tiles, labels, 2 * per_class))
 
 
 def _headline(res):

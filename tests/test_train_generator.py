@@ -169,3 +169,30 @@ def test_runners(tiny):
     assert 'train images' in json.load(f)['generator']['bounds_from']
   rc, log = _run('experiments.code_bounds', f'--generator={cls}', f'--data={NPZ}')
   assert rc != 0 and 'not a generator' in log
+
+
+def test_evaluate_and_report_runners(tiny, tmp_path):
+  """synthesize -> evaluate -> report on the tiny pair (the classifier doubles as the judge)."""
+  train, test, cls, root = tiny
+  gen = str(root / 'g_eval')
+  generator.train_generator(train, test, cls, TINY_GEN, generator.GenTrainConfig(
+      epochs=1.0, batch_size=25, seed=5), str(root / 'g_eval_work'), gen,
+                            checkpoint_every_secs=1e9)
+  syn = tmp_path / 'syn'
+  rc, log = _run('experiments.synthesize', f'--generator={gen}', f'--classifier={cls}',
+                 '--units=0-2', '--seeds=0,1', '--iters=2', f'--out={syn}')
+  assert rc == 0, log
+  rc, log = _run('experiments.evaluate', f'--runs={syn}', f'--data={NPZ}', f'--judge={cls}',
+                 f'--generator={gen}', f'--classifier={cls}', f'--out={tmp_path / "eval"}',
+                 f'--cache_dir={root / "cache"}', '--subset_budget=10')
+  assert rc == 0, log
+  with open(tmp_path / 'eval' / 'metrics.json') as f:
+    m = json.load(f)['runs']['syn']
+  assert m['rows'] == 6 and m['judge']['images'] == 6 and m['m1_output']['raw']['n'] == 6
+  assert m['kid_fid']['photo']['n_real'] == 15  # the 5 test images of each of 3 classes
+  assert 'M1' in (syn / 'index.html').read_text()  # the gallery was annotated
+  rc, log = _run('experiments.report', f'--metrics={tmp_path / "eval" / "metrics.json"}',
+                 f'--out={tmp_path / "r" / "tiny.md"}', '--title=tiny')
+  assert rc == 0, log
+  text = (tmp_path / 'r' / 'tiny.md').read_text()
+  assert '| syn | 6 |' in text and (tmp_path / 'r' / 'tiny_figures' / 'headline.png').exists()

@@ -1,0 +1,168 @@
+r"""Writes a Markdown report (tables + PNG figures) from ``experiments.evaluate``'s metrics.json.
+
+  python -m experiments.report --metrics=out/eval/cifar10/metrics.json \
+      --out=reports/cifar10.md --title="CIFAR-10 embedded default"
+
+Tables: judge top-1/top-5 under both display conventions (all images and distinct images), KID
+(with its std) and FID in the judge's features, relative activation M1 medians (raw and photo,
+output and hidden units, with the expected-max-of-N-real-images baseline), seed diversity and
+memorization. Figures (copied next to the report under ``<name>_figures/``): each run's top-real
+and memorization sheets and a bar chart of the headline numbers. Every run of the metrics file is
+one row, so baselines evaluated into the same file appear side by side.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+
+from absl import app
+from absl import flags
+from PIL import Image, ImageDraw, ImageFont
+
+from dgnam_jax import report
+
+_METRICS = flags.DEFINE_string('metrics', None, 'metrics.json of experiments.evaluate.')
+_OUT = flags.DEFINE_string('out', None, 'The Markdown file to write.', allow_override=True)
+_TITLE = flags.DEFINE_string('title', 'DGN-AM evaluation', 'Report title.')
+_EXTRA = flags.DEFINE_list('extra_md', [], 'Markdown files appended verbatim (commands, notes).')
+
+
+def _f(v, digits: int = 2) -> str:
+  if v is None:
+    return 'n/a'
+  if isinstance(v, float):
+    return f'{v:.{digits}f}' if abs(v) < 1e4 else f'{v:.3g}'
+  return str(v)
+
+
+def _pct(v) -> str:
+  return 'n/a' if v is None else f'{100 * v:.1f} %'
+
+
+def bar_chart(path: str, title: str, groups: list[str], series: dict[str, list[float]]) -> str:
+  """A grouped bar chart PNG (one group per run, one bar per series), values in [0, ~1.2]."""
+  font = ImageFont.load_default()
+  colours = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40)]
+  w, h, left, bottom = 120 + 110 * len(groups), 320, 40, 60
+  img = Image.new('RGB', (w, h), 'white')
+  d = ImageDraw.Draw(img)
+  d.text((left, 6), title, fill='black', font=font)
+  top = max([1.0] + [v for vs in series.values() for v in vs if v is not None])
+  scale = (h - bottom - 30) / top
+  d.line((left, h - bottom, w - 10, h - bottom), fill='black')
+  for frac in (0.5, 1.0):
+    y = h - bottom - frac * scale
+    d.line((left, y, w - 10, y), fill=(220, 220, 220))
+    d.text((4, y - 6), f'{frac:.1f}', fill='black', font=font)
+  bw = 80 / max(len(series), 1)
+  for g, name in enumerate(groups):
+    x0 = left + 10 + 110 * g
+    for k, (label, vals) in enumerate(series.items()):
+      v = vals[g]
+      if v is None:
+        continue
+      x = x0 + k * bw
+      d.rectangle((x, h - bottom - v * scale, x + bw - 2, h - bottom), fill=colours[k % 4])
+    d.text((x0, h - bottom + 6), name[:16], fill='black', font=font)
+  for k, label in enumerate(series):
+    d.rectangle((w - 160, 24 + 14 * k, w - 150, 34 + 14 * k), fill=colours[k % 4])
+    d.text((w - 145, 23 + 14 * k), label, fill='black', font=font)
+  img.save(path)
+  return path
+
+
+def render(metrics: dict, out_md: str, title: str, extra: list[str]) -> str:
+  """The report's Markdown; figures are written next to ``out_md``."""
+  fig_dir = os.path.splitext(out_md)[0] + '_figures'
+  os.makedirs(fig_dir, exist_ok=True)
+  src = os.path.dirname(os.path.abspath(_METRICS.value)) if _METRICS.value else '.'
+  runs = metrics['runs']
+  lines = [f'# {title}', '', f'Produced by `{metrics["command"]}` ({metrics["wall_s"]:.0f} s) and '
+           f'`python -m experiments.report --metrics=... --out={out_md}`.', '',
+           f'- Generator: `{metrics["generator"]}`; classifier: `{metrics["classifier"]}`; judge '
+           f'(never visualized): `{metrics["judge"]}`; data: `{metrics["data"]}`.', '']
+  cls_runs = {k: v for k, v in runs.items() if 'judge' in v}
+  if cls_runs:
+    lines += ['## Recognizability by the judge (class units)', '',
+              '| run | images | top-1 stretch | top-1 photo | top-5 stretch | top-5 photo | '
+              'distinct images (photo) | top-1 photo, distinct only |', '|' + '---|' * 8]
+    for name, r in cls_runs.items():
+      j = r['judge']
+      lines.append(f'| {name} | {j["images"]} | {_pct(j["top1_original"])} | '
+                   f'{_pct(j["top1_photo"])} | {_pct(j["top5_original"])} | '
+                   f'{_pct(j["top5_photo"])} | {j["distinct_photo"]["images"]} | '
+                   f'{_pct(j["distinct_photo"]["top1"])} |')
+    lines += ['', '"stretch" is the saved image (the original\'s clip to ±120 and min-max stretch); '
+              '"photo" is generator output + mean clipped to 0-255. Distinct: seeds of a class '
+              'whose images differ by a mean absolute difference < 20/255 count once.', '',
+              '## Realism, diversity, memorization (class units)', '',
+              '| run | KID photo (± std) | FID photo | KID stretch | seed pairs distinct (photo) | '
+              'mean pairwise judge-feature distance | memorization ratio median (min) |',
+              '|' + '---|' * 7]
+    for name, r in cls_runs.items():
+      kp, ko = r['kid_fid']['photo'], r['kid_fid']['original']
+      m = r['memorization']
+      lines.append(f'| {name} | {_f(kp["kid"], 4)} ± {_f(kp["kid_std"], 4)} | {_f(kp["fid"], 1)}'
+                   f' | {_f(ko["kid"], 4)} | {_pct(r["judge"]["diversity_photo"]["mean"])} | '
+                   f'{_f(r["diversity_judge_features_photo"]["mean"])} | '
+                   f'{_f(m["pixel_ratio"]["median"])} ({_f(m["min_ratio"])}) |')
+    k = next(iter(cls_runs.values()))['kid_fid']['photo']
+    lines += ['', f'KID: {k["subsets"]} subsets of {k["subset_size"]} images, '
+              f'{k["n_synthetic"]} synthetic vs {k["n_real"]} held-out real images of the same '
+              'classes, in the judge\'s pool5 features. Memorization ratio: distance to the '
+              'nearest training image of the class (pixels) over the median nearest-neighbour '
+              'distance between training images of the class (≈ 0: a copy; ≥ 1: novel).', '']
+  lines += ['## Relative activation M1 (medians)', '',
+            '| run | units | raw output | uint8 photo | expected max of N random real images |'
+            ' share > 1 (raw) |', '|' + '---|' * 6]
+  for name, r in runs.items():
+    for kind in ('output', 'hidden'):
+      m = r.get(f'm1_{kind}')
+      if not m:
+        continue
+      base_key = next(k for k in m if k.startswith('expected_max_of_'))
+      lines.append(f'| {name} | {kind} ({m["raw"]["n"]}) | {_f(m["raw"]["median"])} | '
+                   f'{_f(m["photo"]["median"])} | {_f(m[base_key]["median"])} '
+                   f'(N = {base_key.split("_")[3]}) | {_pct(m["raw"]["share_above_1"])} |')
+  lines += ['', 'M1 = activation on the synthetic image / the unit\'s maximum over all train + '
+            'test images (logits for output units, post-ReLU blobs for hidden units).', '']
+  names = list(runs)
+  chart = bar_chart(os.path.join(fig_dir, 'headline.png'), 'judge top-1 (photo), M1 median '
+                    '(photo, output units), seed pairs distinct', names, {
+                        'judge top-1': [runs[n].get('judge', {}).get('top1_photo') for n in names],
+                        'M1 photo': [runs[n].get('m1_output', {}).get('photo', {}).get('median')
+                                     for n in names],
+                        'distinct pairs': [runs[n].get('judge', {}).get('diversity_photo', {})
+                                           .get('mean') for n in names]})
+  lines += ['## Figures', '', f'![headline]({os.path.relpath(chart, os.path.dirname(out_md))})', '']
+  for name in names:
+    for kind, caption in (('top_real', 'synthetic image, then the 5 real images that drive the '
+                                       'unit most'),
+                          ('memorization', 'synthetic photo next to its nearest training image')):
+      png = os.path.join(src, f'{name}_{kind}.png')
+      if os.path.exists(png):
+        dst = shutil.copy(png, os.path.join(fig_dir, os.path.basename(png)))
+        lines += [f'**{name}: {caption}**', '',
+                  f'![{name} {kind}]({os.path.relpath(dst, os.path.dirname(out_md))})', '']
+  for path in extra:
+    with open(path) as f:
+      lines += [f.read().strip(), '']
+  return '\n'.join(lines)
+
+
+def main(argv) -> int:
+  del argv
+  with open(_METRICS.value) as f:
+    metrics = json.load(f)
+  out = os.path.abspath(_OUT.value)
+  report.atomic_write_text(out, render(metrics, out, _TITLE.value, _EXTRA.value))
+  print(f'wrote {out}')
+  return 0
+
+
+if __name__ == '__main__':
+  flags.mark_flags_as_required(['metrics', 'out'])
+  app.run(lambda argv: sys.exit(main(argv)))
