@@ -30,6 +30,10 @@ from dgnam_jax.targets import Objective, make_targets
 from dgnam_jax.sweep_plan import load_pair
 
 _PRESET = flags.DEFINE_enum('preset', 'cifar10', list(sweep.PRESETS), 'Base settings and nets.')
+_GENERATOR = flags.DEFINE_string('generator', None, 'Generator checkpoint (default: the '
+                                 'preset\'s).')
+_CLASSIFIER = flags.DEFINE_string('classifier', None, 'Classifier checkpoint (default: the '
+                                  'preset\'s).')
 _JUDGE = flags.DEFINE_string('judge', None, 'Independent classifier checkpoint (not the '
                              'visualized one).')
 _OUT = flags.DEFINE_string('out', None, 'Output directory (resumed).', allow_override=True)
@@ -74,14 +78,16 @@ def main(argv) -> int:
   os.makedirs(out, exist_ok=True)
   base = sweep.PRESETS[_PRESET.value]
   judge = judging.Judge(_JUDGE.value)
-  pipe, gen_params, clf_params, _, clf_meta = load_pair(base['generator'], base['classifier'])
+  nets_ = {'generator': _GENERATOR.value or base['generator'],
+           'classifier': _CLASSIFIER.value or base['classifier']}
+  pipe, gen_params, clf_params, _, clf_meta = load_pair(nets_['generator'], nets_['classifier'])
   mean = clf_meta['mean']['per_channel']
   seeds = _seeds(_SEEDS.value)
   results = []
   for i, trial in enumerate(draw_settings(_TRIALS.value, _SEARCH_SEED.value, base)):
     t0 = time.time()
     trial_dir = os.path.join(out, f'trial_{i:02d}')
-    config = sweep.config_with_preset(_PRESET.value, out=trial_dir, seeds=seeds, **trial)
+    config = sweep.config_with_preset(_PRESET.value, out=trial_dir, seeds=seeds, **nets_, **trial)
     manifest = sweep.run_sweep(config, argv=sys.argv)
     labels = [r['unit'] for r in manifest['rows']]
     row_seeds = [r['seed'] for r in manifest['rows']]
