@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from dgnam_jax import checkpoint, data, images, report
+from dgnam_jax import checkpoint, data, images, pixel, report
 from dgnam_jax.pipeline import codes_from_caffe
 
 CONVENTIONS = ('original', 'photo')
@@ -52,9 +52,15 @@ def render_sweep(out_dir: str, pipe, gen_params, mean_bgr: Sequence[float],
       cache[path] = np.load(path, allow_pickle=False)
     codes.append(cache[path][row['code_index']])
   codes = codes_from_caffe(np.stack(codes).astype(np.float32))
-  draw = _drawer(pipe)
-  raw = np.concatenate([np.asarray(draw(gen_params, jnp.asarray(codes[i:i + batch])))
-                        for i in range(0, len(codes), batch)])
+  method = pixel.METHODS.get(manifest['settings'].get('method', 'dgnam'))
+  if method is not None:  # a pixel-space baseline: the saved parameters are the image
+    draw = jax.jit(jax.vmap(lambda p: pixel.render(method, p, jnp.asarray(mean_bgr,
+                                                                          jnp.float32))))
+    raw = np.asarray(draw(jnp.asarray(codes)))
+  else:
+    draw = _drawer(pipe)
+    raw = np.concatenate([np.asarray(draw(gen_params, jnp.asarray(codes[i:i + batch])))
+                          for i in range(0, len(codes), batch)])
   saved = []
   for row in rows:
     with Image.open(os.path.join(out_dir, row['image'])) as im:

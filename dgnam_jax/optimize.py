@@ -112,10 +112,35 @@ def dgnam_step(pipe: Pipeline, objective: Objective, gen_params, clf_params, h: 
   return new_h, act, (g_norm == 0) | (gh_norm == 0)
 
 
-def _init_one(h0, iters: int, snapshot_every: int) -> dict:
+def dgnam_adam_step(pipe: Pipeline, objective: Objective, gen_params, clf_params, h, target,
+                    lr_i, l2, lower, upper, adam):
+  """The ablation: Adam on the code's raw gradient instead of the normalized step.
+
+  ``adam`` is (m, v, t); bounds and the L2 factor apply as in :func:`dgnam_step`.
+  Returns (new code, activation, stop flag, new adam state).
+  """
+  x0, gen_vjp = jax.vjp(lambda c: pipe.generate(gen_params, c[None])[0], h)
+  xc, crop_vjp = jax.vjp(pipe.to_classifier, x0)
+  act, g = jax.value_and_grad(
+      lambda x: targets_lib.activation(pipe.classify(clf_params, x[None]), target, objective))(xc)
+  (gh,) = gen_vjp(crop_vjp(g)[0])
+  m, v, t = adam
+  t = t + 1
+  m = 0.9 * m + 0.1 * gh
+  v = 0.999 * v + 0.001 * gh * gh
+  step = (m / (1 - 0.9 ** t)) / (jnp.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
+  ok = jnp.all(jnp.isfinite(gh))
+  new_h = jnp.clip(h + jnp.where(ok, lr_i * step, 0.0), lower, upper)
+  new_h = jnp.where((l2 > 0) & (l2 < 1), new_h * l2, new_h)
+  return new_h, act, ~ok | (jnp.sum(jnp.square(gh)) == 0), (m, v, t)
+
+
+def _init_one(h0, iters: int, snapshot_every: int, update: str = 'normalized') -> dict:
   """The loop state of one neuron before iteration 0."""
   carry = dict(h=h0, drawn=h0, act=jnp.zeros((), jnp.float32), active=jnp.ones((), bool),
                count=jnp.zeros((), jnp.int32), traj=jnp.zeros((iters,), jnp.float32))
+  if update == 'adam':
+    carry['adam'] = (jnp.zeros_like(h0), jnp.zeros_like(h0), jnp.zeros((), jnp.float32))
   if snapshot_every:
     carry['snaps'] = jnp.zeros((iters // snapshot_every,) + h0.shape, h0.dtype)
   return carry
@@ -127,9 +152,14 @@ def _advance_one(pipe, objective, iters, snapshot_every, gen_params, clf_params,
   lr_end = jnp.where(hyper.lr_end < 0, hyper.lr, hyper.lr_end)
   lr_i = hyper.lr + (lr_end - hyper.lr) * i.astype(jnp.float32) / iters
   h, active = carry['h'], carry['active']
-  new_h, act, stop = dgnam_step(pipe, objective, gen_params, clf_params, h, target, lr_i,
-                                hyper.l2, lower, upper)
   out = dict(carry)
+  if 'adam' in carry:
+    new_h, act, stop, adam = dgnam_adam_step(pipe, objective, gen_params, clf_params, h, target,
+                                             lr_i, hyper.l2, lower, upper, carry['adam'])
+    out['adam'] = jax.tree.map(lambda a, b: jnp.where(active, a, b), adam, carry['adam'])
+  else:
+    new_h, act, stop = dgnam_step(pipe, objective, gen_params, clf_params, h, target, lr_i,
+                                  hyper.l2, lower, upper)
   out['drawn'] = jnp.where(active, h, carry['drawn'])
   out['act'] = jnp.where(active, act, carry['act'])
   out['h'] = jnp.where(active, new_h, h)
@@ -163,10 +193,10 @@ def _step_rows(pipe, objective, iters, snapshot_every, gen_params, clf_params, c
                                                             i)
 
 
-def _scan_rows(pipe, objective, iters, snapshot_every, gen_params, clf_params, codes0, targets,
-               hyper, lower, upper):
+def _scan_rows(pipe, objective, iters, snapshot_every, update, gen_params, clf_params, codes0,
+               targets, hyper, lower, upper):
   """All iterations in one ``lax.scan`` (``loop='scan'``)."""
-  carry = jax.vmap(lambda h: _init_one(h, iters, snapshot_every))(codes0)
+  carry = jax.vmap(lambda h: _init_one(h, iters, snapshot_every, update))(codes0)
   step = functools.partial(_step_rows, pipe, objective, iters, snapshot_every, gen_params,
                            clf_params)
   carry, _ = jax.lax.scan(lambda c, i: (step(c, targets, hyper, lower, upper, i), None), carry,
@@ -183,13 +213,13 @@ def _sharded(fn, mesh, in_specs, out_specs):
 
 
 @functools.lru_cache(maxsize=None)
-def _compiled(pipe, objective, iters, snapshot_every, mesh, loop):
+def _compiled(pipe, objective, iters, snapshot_every, mesh, loop, update='normalized'):
   """Jitted (init, step, finish) for ``loop='python'``, or one scanned program for 'scan'."""
   rows, rep = P('neurons'), P()
   if loop == 'scan':
-    fn = functools.partial(_scan_rows, pipe, objective, iters, snapshot_every)
+    fn = functools.partial(_scan_rows, pipe, objective, iters, snapshot_every, update)
     return jax.jit(_sharded(fn, mesh, (rep, rep, rows, rows, rows, rep, rep), rows))
-  init = jax.vmap(lambda h: _init_one(h, iters, snapshot_every))
+  init = jax.vmap(lambda h: _init_one(h, iters, snapshot_every, update))
   step = functools.partial(_step_rows, pipe, objective, iters, snapshot_every)
   finish = functools.partial(_finish_rows, pipe)
   return (jax.jit(_sharded(init, mesh, (rows,), rows)),
@@ -246,7 +276,7 @@ def optimize_codes(pipe: Pipeline, gen_params, clf_params, codes0, targets: Targ
                    hyper: Hyper, lower, upper, *, objective: Objective, iters: int = 200,
                    batch_per_device: int = 8, mesh: Mesh | None | str = 'auto',
                    snapshot_every: int = 0, slot_keys=None, loop: str = 'python',
-                   on_batch: Callable[[int, int], None] | None = None) -> OptimizeResult:
+                   update: str = 'normalized', on_batch: Callable[[int, int], None] | None = None) -> OptimizeResult:
   """Runs DGN-AM for N requests at once.
 
   Args:
@@ -265,6 +295,8 @@ def optimize_codes(pipe: Pipeline, gen_params, clf_params, codes0, targets: Targ
     loop: 'python' (default): one jitted, vmapped iteration called ``iters`` times, carry
       donated; or 'scan': all iterations in one ``lax.scan``. Same results; on XLA:CPU the scan
       ran 2-5x slower at full and embedded size (BUILD_NOTES.md), and compiles far slower.
+    update: 'normalized' (the original's step) or 'adam' (the ablation: Adam on the code's raw
+      gradient, lr as Adam's step size; bounds and L2 unchanged).
     slot_keys: (N,) ints; row i always runs in batch slot ``slot_keys[i] % batch_per_device``.
       Give equal keys to requests that must reproduce each other bitwise (default: the unit).
     on_batch: called as ``on_batch(rows_done, rows_total)`` after each batch (progress).
@@ -294,7 +326,9 @@ def optimize_codes(pipe: Pipeline, gen_params, clf_params, codes0, targets: Targ
   upper = jnp.broadcast_to(jnp.asarray(upper, jnp.float32), pipe.code_shape)
   if loop not in ('python', 'scan'):
     raise ValueError(f"loop must be 'python' or 'scan', not {loop!r}")
-  compiled = _compiled(pipe, objective, iters, snapshot_every, mesh, loop)
+  if update not in ('normalized', 'adam'):
+    raise ValueError(f"update must be 'normalized' or 'adam', not {update!r}")
+  compiled = _compiled(pipe, objective, iters, snapshot_every, mesh, loop, update)
   if slot_keys is None:
     slot_keys = np.asarray(targets.unit)
   merged, done = {}, 0

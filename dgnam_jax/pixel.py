@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dgnam_jax import targets as targets_lib
-from dgnam_jax.optimize import normalized
+from dgnam_jax.optimize import OptimizeResult, normalized, pack_slots
 
 INIT_STD = 10.0  # pixel units (0-255 scale): faint noise around the mean image
 # Square root of ImageNet's RGB colour covariance (as Lucid's color_correlation_svd_sqrt),
@@ -270,3 +270,56 @@ def optimize_pixels(classify, clf_params, x0, tgts, objective, *, iters: int, lr
     images.append(np.asarray(x)[:keep])
     acts.append(np.asarray(a)[:keep])
   return np.concatenate(images), np.concatenate(acts)
+
+
+def run_requests(method: PixelMethod, classify, clf_params, params0, tgts, objective, *,
+                 iters: int, lr, lr_end, l2=None, mean_bgr=(0.0, 0.0, 0.0),
+                 seeds: Sequence[int], batch_per_device: int = 8, slot_keys=None,
+                 on_batch=None) -> OptimizeResult:
+  """The sweep's entry point: N requests in fixed-shape, slot-keyed batches (bitwise the same in
+  any batch, as ``optimize_codes``), returned as an :class:`~dgnam_jax.optimize.OptimizeResult`.
+
+  ``codes`` and ``final_codes`` are the final parameters (the image, or its spectrum), and
+  ``images`` their untransformed rendering; ``trajectory`` holds the activation of each step's
+  (transformed) image. ``lr``/``lr_end``/``l2`` are scalars or per-request arrays.
+  """
+  n = len(params0)
+  full = lambda v: np.broadcast_to(np.asarray(v, np.float32), (n,)).copy()
+  lr, lr_end = full(lr), full(lr_end)
+  if l2 is not None and np.any(full(l2) < 1):
+    method = dataclasses.replace(method, l2=float(full(l2)[0]))
+  mean = jnp.asarray(mean_bgr, jnp.float32)
+  step, finish = _compiled(method, classify, objective, iters)
+  units = np.asarray(tgts.unit)
+  keys = [jax.random.fold_in(jax.random.key(int(s) + 7919), int(u)) for s, u in zip(seeds, units)]
+  slot_keys = units if slot_keys is None else np.asarray(slot_keys)
+  out = {k: None for k in ('codes', 'images', 'activations', 'initial_activations',
+                           'trajectory', 'iterations')}
+  done = 0
+  for idx in pack_slots(slot_keys, batch_per_device):
+    real = idx >= 0
+    src = np.where(real, idx, idx[real][0])
+    p = jnp.asarray(params0)[src]
+    carry = {'p': p, 'm': jnp.zeros_like(p), 'v': jnp.zeros_like(p),
+             't': jnp.zeros((len(src),), jnp.float32)}
+    t_rows = jax.tree.map(lambda t: t[src], tgts)
+    k_rows = jnp.stack([keys[i] for i in src])
+    traj = []
+    for i in range(iters):
+      carry, act = step(clf_params, carry, t_rows, k_rows, jnp.asarray(lr[src]),
+                        jnp.asarray(lr_end[src]), mean, jnp.int32(i))
+      traj.append(act)
+    x, a = finish(clf_params, carry, t_rows, mean)
+    res = {'codes': carry['p'], 'images': x, 'activations': a,
+           'trajectory': jnp.stack(traj, axis=1)}
+    for key, value in res.items():
+      value = np.asarray(value)
+      if out[key] is None:
+        out[key] = np.zeros((n,) + value.shape[1:], value.dtype)
+      out[key][idx[real]] = value[real]
+    done += int(real.sum())
+    if on_batch is not None:
+      on_batch(done, n)
+  out['initial_activations'] = out['trajectory'][:, 0]
+  out['iterations'] = np.full(n, iters, np.int32)
+  return OptimizeResult(final_codes=out['codes'], snapshots=None, **out)

@@ -32,7 +32,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from dgnam_jax import images, optimize, report
+from dgnam_jax import images, optimize, pixel, report
 from dgnam_jax.pipeline import Pipeline, codes_to_caffe
 from dgnam_jax.sweep_plan import Plan, SweepConfig, default_chunk, load_pair, plan_sweep
 from dgnam_jax.targets import make_targets
@@ -129,15 +129,22 @@ def _optimize_chunk(plan: Plan, idx: np.ndarray, on_rows: Callable[[int], None])
     tgt = make_targets([r.unit for r in rs], [r.position for r in rs],
                        [r.blend_unit for r in rs], [r.position for r in rs],
                        c.minimize, c.gamma)
-    res = optimize.optimize_codes(
-        plan.pipe, plan.gen_params, plan.clf_params, plan.codes0[rows], tgt,
-        optimize.make_hyper(len(rows), c.lr, c.lr_end, c.l2), plan.lower, plan.upper,
-        objective=objective, iters=c.iters, batch_per_device=c.batch_per_device,
-        snapshot_every=c.gif_every if gif else 0,
-        # A request's batch slot follows its unit and seed, so it is reproduced bitwise in any
-        # sweep (optimize_codes' determinism note).
-        slot_keys=[r.slot_key for r in rs],
-        on_batch=lambda m, total, base=done, n=len(js): on_rows(base + n * m // total))
+    # A request's batch slot follows its unit and seed, so it is reproduced bitwise in any
+    # sweep (optimize_codes' determinism note).
+    common = dict(iters=c.iters, batch_per_device=c.batch_per_device,
+                  slot_keys=[r.slot_key for r in rs],
+                  on_batch=lambda m, total, base=done, n=len(js): on_rows(base + n * m // total))
+    if c.pixel_method:
+      res = pixel.run_requests(
+          c.pixel_method, plan.pipe.classify, plan.clf_params, plan.codes0[rows], tgt,
+          objective, lr=c.lr, lr_end=c.lr_end, l2=c.l2 if c.l2 < 1 else None,
+          mean_bgr=plan.pipe.classifier_space.mean, seeds=[r.seed for r in rs], **common)
+    else:
+      res = optimize.optimize_codes(
+          plan.pipe, plan.gen_params, plan.clf_params, plan.codes0[rows], tgt,
+          optimize.make_hyper(len(rows), c.lr, c.lr_end, c.l2), plan.lower, plan.upper,
+          objective=objective, snapshot_every=c.gif_every if gif else 0,
+          update='adam' if c.method == 'dgnam_adam' else 'normalized', **common)
     done += len(js)
     for key, value in dataclasses.asdict(res).items():
       if value is None:

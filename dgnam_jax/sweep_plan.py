@@ -17,14 +17,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dgnam_jax import checkpoint, codes, images, nets, report, targets, units as units_lib
-from dgnam_jax.pipeline import Pipeline, code_shape_internal, codes_from_caffe
+from dgnam_jax import checkpoint, codes, images, nets, pixel, report, targets, units as units_lib
+from dgnam_jax.pipeline import Pipeline, code_shape_internal, codes_from_caffe, codes_to_caffe
 from dgnam_jax.pipeline import space_from_metadata
 from dgnam_jax.targets import Objective
 from dgnam_jax.units import Request
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 INITS = ('seeded', 'original', 'image')
+# DGN-AM (the original normalized step), its Adam ablation, and the pixel-space baselines.
+METHODS = ('dgnam', 'dgnam_adam') + tuple(pixel.METHODS)
 CHUNK_TARGET = 64  # default chunk: whole batches, ~64 requests between manifest writes
 
 
@@ -33,7 +35,8 @@ class SweepConfig:
   """All settings of a sweep (the runner's flags). Defaults are the original CaffeNet run.
 
   Attributes:
-    generator, classifier: checkpoint directories (CHECKPOINTS.md).
+    generator, classifier: checkpoint directories (CHECKPOINTS.md); pixel methods need no
+      generator (None).
     out: output directory (created; a sweep with the same settings there is resumed).
     units: the ``--units`` string (see :mod:`dgnam_jax.units`).
     layer: classifier layer of the units (Caffe's name).
@@ -60,8 +63,12 @@ class SweepConfig:
     gif_units: ``--units`` subset whose trajectories are saved as GIFs ('' for none).
     gif_every: iterations between GIF frames.
     gallery_scale: display enlargement in index.html and grid.png.
+    method: 'dgnam' (the original), 'dgnam_adam' (Adam on the code, the ablation Lucent's GAN
+      parameterization uses) or a pixel-space baseline of :data:`dgnam_jax.pixel.METHODS`
+      (lr is then in pixel units per step, Adam's step size for 'fourier'; l2 < 1 overrides the
+      method's decay; bounds, init and GIFs do not apply).
   """
-  generator: str
+  generator: str | None
   classifier: str
   out: str
   units: str
@@ -87,6 +94,11 @@ class SweepConfig:
   gif_units: str = ''
   gif_every: int = 10
   gallery_scale: int = 2
+  method: str = 'dgnam'
+
+  @property
+  def pixel_method(self) -> pixel.PixelMethod | None:
+    return pixel.METHODS.get(self.method)
 
 
 @dataclasses.dataclass
@@ -241,6 +253,23 @@ def _check_config(c: SweepConfig) -> None:
     raise ValueError('--lr, --lr_end, --l2, --gamma and --bounds_k must be finite')
   if os.path.exists(c.out) and not os.path.isdir(c.out):
     raise ValueError(f'--out {c.out} exists and is not a directory')
+  if c.method not in METHODS:
+    raise ValueError(f'--method must be one of {METHODS}, not {c.method!r}')
+  if c.pixel_method and (c.init != 'seeded' or c.init_codes or c.gif_units or c.bounds):
+    raise ValueError(f'--method={c.method} optimizes pixels: --init, --init_codes, --bounds and '
+                     '--gif_units apply to DGN-AM only')
+  if not c.pixel_method and not c.generator:
+    raise ValueError(f'--method={c.method} needs --generator')
+
+
+def _classifier_only(config: SweepConfig, dtype):
+  """(pipeline without a generator, params, metadata) for a pixel-space method."""
+  clf, clf_params, clf_meta = checkpoint.load_checkpoint(config.classifier, dtype=dtype)
+  if clf_meta.get('kind') != 'classifier':
+    raise ValueError(f'{config.classifier} is not a classifier checkpoint')
+  space = space_from_metadata(clf_meta)
+  shape = pixel.param_shape(config.pixel_method, space.size)
+  return Pipeline(None, clf, shape, space, space, same_space=True), clf_params, clf_meta
 
 
 def _check_requests(requests, objectives, shapes, layer) -> None:
@@ -309,22 +338,36 @@ def plan_sweep(config: SweepConfig, argv: Sequence[str] = ()) -> Plan:
   unit_list = units_lib.parse_units(config.units)
   requests = units_lib.with_seeds(unit_list, config.seeds)
   dtype = DTYPES[config.dtype]
-  pipe, gen_params, clf_params, gen_meta, clf_meta = load_pair(config.generator,
-                                                               config.classifier, dtype)
+  if config.pixel_method:
+    pipe, clf_params, clf_meta = _classifier_only(config, dtype)
+    gen_params = None
+  else:
+    pipe, gen_params, clf_params, gen_meta, clf_meta = load_pair(config.generator,
+                                                                 config.classifier, dtype)
   objectives = [units_lib.objective_of(r, config.layer, config.objective, config.post_relu)
                 for r in requests]
   shapes = layer_shapes(pipe, clf_params, clf_meta, config.post_relu)
   _check_requests(requests, objectives, shapes, config.layer)
-  caffe_shape = tuple(gen_meta['generator']['code_shape'])
-  upper, bounds_desc = _bounds(config, gen_meta, caffe_shape)
-  lower, upper = codes.bounds_internal(upper, caffe_shape)
-  codes0, init_desc, enc_dir = _initial_codes(config, requests, pipe, clf_params, clf_meta,
-                                              gen_meta, caffe_shape, dtype)
+  if config.pixel_method:
+    caffe_shape = codes_to_caffe(np.zeros((1,) + pipe.code_shape)).shape[1:]
+    lower = upper = np.zeros(pipe.code_shape, np.float32)  # unused: pixels stay in range
+    bounds_desc, enc_dir = {'source': 'n/a (pixel method)'}, None
+    codes0 = pixel.initial_params(config.pixel_method, [r.seed for r in requests],
+                                  [r.unit for r in requests], pipe.classifier_space.size)
+    init_desc = {'kind': f'{config.method} start'}
+  else:
+    caffe_shape = tuple(gen_meta['generator']['code_shape'])
+    upper, bounds_desc = _bounds(config, gen_meta, caffe_shape)
+    lower, upper = codes.bounds_internal(upper, caffe_shape)
+    codes0, init_desc, enc_dir = _initial_codes(config, requests, pipe, clf_params, clf_meta,
+                                                gen_meta, caffe_shape, dtype)
   gif_units = units_lib.parse_units(config.gif_units) if config.gif_units else []
   gif = _gif_flags(config, unit_list, gif_units, requests)
   rows = [_row(config, r, obj, shapes[config.layer], clf_meta.get('class_names'))
           for r, obj in zip(requests, objectives)]
-  ckpts = {'generator': config.generator, 'classifier': config.classifier}
+  ckpts = {'classifier': config.classifier}
+  if not config.pixel_method:
+    ckpts['generator'] = config.generator
   if enc_dir and os.path.abspath(enc_dir) != os.path.abspath(config.classifier):
     ckpts['encoder'] = enc_dir
   prov = report.provenance(list(argv), ckpts, config.dtype)
@@ -332,6 +375,7 @@ def plan_sweep(config: SweepConfig, argv: Sequence[str] = ()) -> Plan:
                        'out': os.path.abspath(config.out)}
   chunk = config.chunk or default_chunk(config.batch_per_device)
   settings = {
+      'method': config.method,
       'units': [u.spec() for u in unit_list], 'seeds': list(config.seeds),
       'layer': config.layer, 'objective': config.objective, 'minimize': config.minimize,
       'post_relu': config.post_relu, 'gamma': config.gamma, 'iters': config.iters,

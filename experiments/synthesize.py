@@ -19,7 +19,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from dgnam_jax import sweep
+from dgnam_jax import sweep, sweep_plan
 from dgnam_jax.units import UNITS_HELP
 
 _D = {f.name: f.default for f in dataclasses.fields(sweep.SweepConfig)
@@ -30,6 +30,10 @@ flags.DEFINE_string('classifier', None, 'Classifier checkpoint directory (defaul
                     'preset\'s).')
 flags.DEFINE_string('out', None, 'Output directory (a sweep with the same flags is resumed).',
     allow_override=True)
+flags.DEFINE_enum('method', _D['method'], list(sweep_plan.METHODS),
+                  'dgnam: the original DGN-AM step; dgnam_adam: Adam on the code (ablation); '
+                  'pixel, pixel_l2, pixel_blur, pixel_tv, fourier: pixel-space baselines (no '
+                  'generator; --lr in pixel units, Adam step size for fourier).')
 flags.DEFINE_enum('preset', None, list(sweep.PRESETS),
                   'Per-net settings (layer, lr, iters, L2, example units): the original\'s for '
                   'the paper\'s nets; cifar10 also names the committed embedded checkpoints.')

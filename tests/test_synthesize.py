@@ -367,3 +367,36 @@ def test_kill_and_resume_gives_the_uninterrupted_files(cli_runs):
   assert sorted(got) == sorted(want)
   assert [k for k in want if got[k] != want[k]] == []  # manifest.json: all but provenance
   assert len(report.read_manifest(str(cli_runs['killed']))['provenance']['earlier_runs']) == 1
+
+
+# --- --method: the DGN-AM ablation and the pixel-space baselines ---------------------------------
+
+@pytest.mark.parametrize('method', ['dgnam_adam', 'pixel', 'pixel_blur', 'fourier'])
+def test_methods_run_as_sweeps_and_raise_their_targets(ckpts, jax_cache, tmp_path, method):
+  del jax_cache
+  pixel_method = method not in ('dgnam', 'dgnam_adam')
+  kw = dict(method=method, units='0-2', seeds=(0, 1), iters=6, gif_units='',
+            lr=0.05 if method == 'fourier' else (1.0 if method == 'dgnam_adam' else 8.0))
+  if pixel_method:
+    kw['generator'] = None
+  manifest = sweep.run_sweep(_config(ckpts, tmp_path / 'a', **kw))
+  rows = manifest['rows']
+  assert manifest['settings']['method'] == method and len(rows) == 6
+  assert all(r['activation'] > r['activation_init'] for r in rows), rows
+  if pixel_method:
+    assert 'generator' not in manifest['settings']['checkpoints']
+  # Batch-invariant like DGN-AM: one request alone gives the same image.
+  alone = sweep.run_sweep(_config(ckpts, tmp_path / 'b', **dict(kw, units='2', seeds=(1,))))
+  a = np.asarray(Image.open(tmp_path / 'a' / rows[-1]['image']))
+  b = np.asarray(Image.open(tmp_path / 'b' / alone['rows'][0]['image']))
+  np.testing.assert_array_equal(a, b)
+
+
+def test_pixel_methods_reject_dgnam_only_flags(ckpts, tmp_path):
+  for bad in (dict(init='original'), dict(gif_units='0'), dict(bounds='none')):
+    with pytest.raises(ValueError, match='DGN-AM only'):
+      sweep.plan_sweep(_config(ckpts, tmp_path / 'x', method='pixel', **{'gif_units': '', **bad}))
+  with pytest.raises(ValueError, match='--method must be one of'):
+    sweep.plan_sweep(_config(ckpts, tmp_path / 'x', method='deepdream'))
+  with pytest.raises(ValueError, match='needs --generator'):
+    sweep.plan_sweep(_config(ckpts, tmp_path / 'x', generator=None))
