@@ -125,8 +125,8 @@ def judge_scores(judge: judging.Judge, rendered, labels) -> dict[str, Any]:
 
 def evaluate_sweep(*, rows, rendered, classify, clf_params, clf_mean, judge: judging.Judge,
                    dataset: data.ImageSet, real_for_kid: data.ImageSet, train: data.ImageSet,
-                   features_fn=None, output_layer: str = 'fc8', subset_budget: int | None = None
-                   ) -> dict[str, Any]:
+                   features_fn=None, output_layer: str = 'fc8', subset_budget: int | None = None,
+                   memo_layers: Sequence[str] = ('pool5', 'fc6', 'fc7')) -> dict[str, Any]:
   """Every metric of one sweep (see the module docstring); arrays for figures under '_arrays'.
 
   Args:
@@ -139,6 +139,7 @@ def evaluate_sweep(*, rows, rendered, classify, clf_params, clf_mean, judge: jud
     features_fn: uint8 RGB -> (N, D) judge features (default: the judge's pool5).
     output_layer: the classifier's logit layer.
     subset_budget: N of the "expected max over N random images" baseline (default 1000).
+    memo_layers: classifier blobs whose code space the memorization check also uses.
   """
   t0 = time.time()
   specs = unit_specs(rows, output_layer)
@@ -171,8 +172,9 @@ def evaluate_sweep(*, rows, rendered, classify, clf_params, clf_mean, judge: jud
       out[f'diversity_judge_features_{conv}'] = metrics.mean_pairwise_distance(syn, labels)
       out[f'diversity_pixels_{conv}'] = metrics.mean_pairwise_distance(
           cls_rendered[conv].astype(np.float32) / 255.0, labels)
-    out['memorization'], arrays['nearest_train'] = memorization(cls_rendered['photo'], labels,
-                                                                train)
+    codes_fn = lambda rgb, ls: layer_codes(classify, clf_params, rgb, clf_mean, ls)
+    out['memorization'], arrays['nearest_train'] = memorization(
+        cls_rendered['photo'], labels, train, codes_fn, memo_layers)
   out['wall_s'] = round(time.time() - t0, 1)
   out['_arrays'] = arrays
   return out
@@ -192,17 +194,52 @@ def _feature_fn(module, layer):
   return jax.jit(lambda p, x: module.apply({'params': p}, x).blobs[layer])
 
 
-def memorization(photos: np.ndarray, labels: np.ndarray, train: data.ImageSet
-                 ) -> tuple[dict[str, Any], np.ndarray]:
-  """Pixel-space nearest training image of the same class, relative to real-real distances."""
-  ratios, nearest, refs = np.zeros(len(photos)), np.zeros(len(photos), np.int64), {}
+def layer_codes(classify, params, rgb: np.ndarray, mean_bgr, layers: Sequence[str],
+                batch: int = 500) -> dict[str, np.ndarray]:
+  """{layer: (N, D) flattened blob} of the visualized classifier for uint8 RGB images."""
+  fn = _codes_fn(classify, tuple(layers))
+  parts = [fn(params, jnp.asarray(data.to_net_input(rgb[i:i + batch], mean_bgr)))
+           for i in range(0, len(rgb), batch)]
+  return {l: np.concatenate([np.asarray(p[l]) for p in parts]).reshape(len(rgb), -1)
+          for l in layers}
+
+
+@functools.lru_cache(maxsize=8)
+def _codes_fn(classify, layers):
+  return jax.jit(lambda p, x: {l: classify(p, x).blobs[l] for l in layers})
+
+
+def memorization(photos: np.ndarray, labels: np.ndarray, train: data.ImageSet,
+                 codes_fn=None, layers: Sequence[str] = ()) -> tuple[dict[str, Any], np.ndarray]:
+  """Nearest training image of the same class, relative to real-real nearest neighbours.
+
+  In pixel space, and in each of ``layers``' code space when ``codes_fn(rgb, layers)`` (e.g.
+  :func:`layer_codes` bound to the visualized classifier) is given. Returns the summary and the
+  pixel-space nearest training index of each photo.
+  """
+  spaces = ['pixels', *layers]
+  ratios = {sp: np.zeros(len(photos)) for sp in spaces}
+  nearest = np.zeros(len(photos), np.int64)
+  refs: dict[str, dict[int, float]] = {sp: {} for sp in spaces}
   for c in dict.fromkeys(labels.tolist()):
     pool_idx = np.flatnonzero(train.labels == c)
-    pool = train.images[pool_idx].astype(np.float32) / 255.0
     m = labels == c
-    res = metrics.memorization_ratio(photos[m].astype(np.float32) / 255.0, pool)
-    ratios[m], nearest[m], refs[int(c)] = res['ratio'], pool_idx[res['nearest']], \
-        res['real_nn_median']
-  return ({'pixel_ratio': _summary(ratios), 'min_ratio': float(ratios.min()),
-           'share_below_0.5': float((ratios < 0.5).mean()),
-           'real_nn_median_per_class': refs}, nearest)
+    feats = {'pixels': (photos[m].astype(np.float32) / 255.0,
+                        train.images[pool_idx].astype(np.float32) / 255.0)}
+    if layers:
+      syn, real = codes_fn(photos[m], layers), codes_fn(train.images[pool_idx], layers)
+      feats.update({l: (syn[l], real[l]) for l in layers})
+    for sp, (q, pool) in feats.items():
+      res = metrics.memorization_ratio(q, pool)
+      ratios[sp][m] = res['ratio']
+      refs[sp][int(c)] = res['real_nn_median']
+      if sp == 'pixels':
+        nearest[m] = pool_idx[res['nearest']]
+  summary = {'pixel_ratio': _summary(ratios['pixels']),
+             'min_ratio': float(ratios['pixels'].min()),
+             'share_below_0.5': float((ratios['pixels'] < 0.5).mean()),
+             'real_nn_median_per_class': refs['pixels']}
+  for l in layers:
+    summary[f'{l}_ratio'] = _summary(ratios[l])
+    summary[f'{l}_min_ratio'] = float(ratios[l].min())
+  return summary, nearest

@@ -41,6 +41,8 @@ _CLASSIFIER = flags.DEFINE_string('classifier', None, 'Classifier checkpoint (de
                                   'preset\'s).')
 _CACHE_DIR = flags.DEFINE_string('cache_dir', None, 'Decoded-image cache.')
 _OUTPUT_LAYER = flags.DEFINE_string('output_layer', 'fc8', 'The classifier\'s logit layer.')
+_MEMO_LAYERS = flags.DEFINE_list('memo_layers', ['pool5', 'fc6', 'fc7'], 'Classifier blobs whose '
+                                  'code space the memorization check also uses.')
 _BUDGET = flags.DEFINE_integer('subset_budget', 1000, 'N of the expected-max-of-N-real-images '
                                'baseline.')
 
@@ -93,7 +95,8 @@ def main(argv) -> int:
     res = evaluation.evaluate_sweep(
         rows=rows, rendered=rendered, classify=pipe.classify, clf_params=clf_params,
         clf_mean=mean, judge=judge, dataset=everything, real_for_kid=test, train=train,
-        output_layer=_OUTPUT_LAYER.value, subset_budget=_BUDGET.value)
+        output_layer=_OUTPUT_LAYER.value, subset_budget=_BUDGET.value,
+        memo_layers=_MEMO_LAYERS.value)
     arrays = res['_arrays']
     name = os.path.basename(os.path.normpath(run))
     _sheet(os.path.join(out, f'{name}_top_real.png'), rows, rendered, arrays['top_real'],

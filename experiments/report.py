@@ -100,15 +100,16 @@ def render(metrics: dict, out_md: str, title: str, extra: list[str]) -> str:
               'whose images differ by a mean absolute difference < 20/255 count once.', '',
               '## Realism, diversity, memorization (class units)', '',
               '| run | KID photo (± std) | FID photo | KID stretch | seed pairs distinct (photo) | '
-              'mean pairwise judge-feature distance | memorization ratio median (min) |',
-              '|' + '---|' * 7]
+              'mean pairwise judge-feature distance | memorization ratio median (min): pixels; '
+              'fc6 |', '|' + '---|' * 7]
     for name, r in cls_runs.items():
       kp, ko = r['kid_fid']['photo'], r['kid_fid']['original']
       m = r['memorization']
       lines.append(f'| {name} | {_f(kp["kid"], 4)} ± {_f(kp["kid_std"], 4)} | {_f(kp["fid"], 1)}'
                    f' | {_f(ko["kid"], 4)} | {_pct(r["judge"]["diversity_photo"]["mean"])} | '
                    f'{_f(r["diversity_judge_features_photo"]["mean"])} | '
-                   f'{_f(m["pixel_ratio"]["median"])} ({_f(m["min_ratio"])}) |')
+                   f'{_f(m["pixel_ratio"]["median"])} ({_f(m["min_ratio"])}); '
+                   f'{_f(m.get("fc6_ratio", {}).get("median"))} ({_f(m.get("fc6_min_ratio"))}) |')
     k = next(iter(cls_runs.values()))['kid_fid']['photo']
     lines += ['', f'KID: {k["subsets"]} subsets of {k["subset_size"]} images, '
               f'{k["n_synthetic"]} synthetic vs {k["n_real"]} held-out real images of the same '

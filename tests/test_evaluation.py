@@ -72,9 +72,12 @@ def test_memorization_flags_a_copied_training_image():
                         np.repeat(np.arange(3), 20), ['a', 'b', 'c'], [])
   photos = rng.integers(0, 256, (4, 8, 8, 3)).astype(np.uint8)
   photos[2] = train.images[45]  # class 2's image planted as the class-2 "synthetic"
-  res, nearest = evaluation.memorization(photos, np.array([0, 1, 2, 2]), train)
+  codes = lambda rgb, layers: {'rowmeans': rgb.astype(np.float32).mean(axis=(2, 3))}
+  res, nearest = evaluation.memorization(photos, np.array([0, 1, 2, 2]), train, codes,
+                                         ['rowmeans'])
   assert nearest[2] == 45 and res['min_ratio'] == pytest.approx(0.0)
   assert res['share_below_0.5'] == 0.25
+  assert res['rowmeans_min_ratio'] == pytest.approx(0.0) and res['rowmeans_ratio']['n'] == 4
 
 
 def test_distinct_rows_drops_near_duplicates():
