@@ -82,6 +82,27 @@ METHODS: dict[str, PixelMethod] = {
 }
 
 
+def with_args(method: PixelMethod, args: str) -> PixelMethod:
+  """``method`` with 'name=value,...' overrides of its fields (a clear error for unknown ones)."""
+  if not args:
+    return method
+  fields = {f.name for f in dataclasses.fields(PixelMethod)} - {'name'}
+  changes = {}
+  for item in args.split(','):
+    key, sep, value = item.partition('=')
+    key = key.strip()
+    if not sep or key not in fields:
+      raise ValueError(f'--method_args: {item!r}: expected name=value with name in '
+                       f'{sorted(fields)}')
+    current = getattr(method, key)
+    try:
+      changes[key] = (value.strip().lower() in ('1', 'true') if isinstance(current, bool)
+                      else type(current)(float(value)))
+    except ValueError:
+      raise ValueError(f'--method_args: {item!r}: {value!r} is not a number') from None
+  return dataclasses.replace(method, **changes)
+
+
 def param_shape(method: PixelMethod, size: Sequence[int]) -> tuple[int, ...]:
   """Shape of one request's parameters: the image (H, W, 3) or its spectrum (H, W//2+1, 3, 2)."""
   h, w = size
@@ -273,7 +294,7 @@ def optimize_pixels(classify, clf_params, x0, tgts, objective, *, iters: int, lr
 
 
 def run_requests(method: PixelMethod, classify, clf_params, params0, tgts, objective, *,
-                 iters: int, lr, lr_end, l2=None, mean_bgr=(0.0, 0.0, 0.0),
+                 iters: int, lr, lr_end, mean_bgr=(0.0, 0.0, 0.0),
                  seeds: Sequence[int], batch_per_device: int = 8, slot_keys=None,
                  on_batch=None) -> OptimizeResult:
   """The sweep's entry point: N requests in fixed-shape, slot-keyed batches (bitwise the same in
@@ -281,13 +302,11 @@ def run_requests(method: PixelMethod, classify, clf_params, params0, tgts, objec
 
   ``codes`` and ``final_codes`` are the final parameters (the image, or its spectrum), and
   ``images`` their untransformed rendering; ``trajectory`` holds the activation of each step's
-  (transformed) image. ``lr``/``lr_end``/``l2`` are scalars or per-request arrays.
+  (transformed) image. ``lr``/``lr_end`` are scalars or per-request arrays.
   """
   n = len(params0)
   full = lambda v: np.broadcast_to(np.asarray(v, np.float32), (n,)).copy()
   lr, lr_end = full(lr), full(lr_end)
-  if l2 is not None and np.any(full(l2) < 1):
-    method = dataclasses.replace(method, l2=float(full(l2)[0]))
   mean = jnp.asarray(mean_bgr, jnp.float32)
   step, finish = _compiled(method, classify, objective, iters)
   units = np.asarray(tgts.unit)

@@ -137,7 +137,7 @@ def _optimize_chunk(plan: Plan, idx: np.ndarray, on_rows: Callable[[int], None])
     if c.pixel_method:
       res = pixel.run_requests(
           c.pixel_method, plan.pipe.classify, plan.clf_params, plan.codes0[rows], tgt,
-          objective, lr=c.lr, lr_end=c.lr_end, l2=c.l2 if c.l2 < 1 else None,
+          objective, lr=c.lr, lr_end=c.lr_end,
           mean_bgr=plan.pipe.classifier_space.mean, seeds=[r.seed for r in rs], **common)
     else:
       res = optimize.optimize_codes(

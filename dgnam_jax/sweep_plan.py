@@ -65,8 +65,10 @@ class SweepConfig:
     gallery_scale: display enlargement in index.html and grid.png.
     method: 'dgnam' (the original), 'dgnam_adam' (Adam on the code, the ablation Lucent's GAN
       parameterization uses) or a pixel-space baseline of :data:`dgnam_jax.pixel.METHODS`
-      (lr is then in pixel units per step, Adam's step size for 'fourier'; l2 < 1 overrides the
-      method's decay; bounds, init and GIFs do not apply).
+      (lr is then in pixel units per step, Adam's step size for 'fourier'; ``l2``, bounds, init
+      and GIFs do not apply: a pixel method's decay is its own, e.g. ``method_args='l2=0.95'``).
+    method_args: a pixel method's own settings, e.g. 'tv=0.1,jitter=2' (fields of
+      :class:`dgnam_jax.pixel.PixelMethod`).
   """
   generator: str | None
   classifier: str
@@ -96,9 +98,13 @@ class SweepConfig:
   gallery_scale: int = 2
   method: str = 'dgnam'
 
+  method_args: str = ''
+
   @property
   def pixel_method(self) -> pixel.PixelMethod | None:
-    return pixel.METHODS.get(self.method)
+    """The pixel method with ``method_args`` applied, or None for DGN-AM."""
+    base = pixel.METHODS.get(self.method)
+    return pixel.with_args(base, self.method_args) if base else None
 
 
 @dataclasses.dataclass
@@ -258,6 +264,8 @@ def _check_config(c: SweepConfig) -> None:
   if c.pixel_method and (c.init != 'seeded' or c.init_codes or c.gif_units or c.bounds):
     raise ValueError(f'--method={c.method} optimizes pixels: --init, --init_codes, --bounds and '
                      '--gif_units apply to DGN-AM only')
+  if c.method_args and not pixel.METHODS.get(c.method):
+    raise ValueError('--method_args applies to the pixel methods only')
   if not c.pixel_method and not c.generator:
     raise ValueError(f'--method={c.method} needs --generator')
 
@@ -375,7 +383,7 @@ def plan_sweep(config: SweepConfig, argv: Sequence[str] = ()) -> Plan:
                        'out': os.path.abspath(config.out)}
   chunk = config.chunk or default_chunk(config.batch_per_device)
   settings = {
-      'method': config.method,
+      'method': config.method, 'method_args': config.method_args,
       'units': [u.spec() for u in unit_list], 'seeds': list(config.seeds),
       'layer': config.layer, 'objective': config.objective, 'minimize': config.minimize,
       'post_relu': config.post_relu, 'gamma': config.gamma, 'iters': config.iters,

@@ -25,11 +25,13 @@ from absl import app
 from absl import flags
 import numpy as np
 
-from dgnam_jax import images, judging, pixel, report, sweep
+from dgnam_jax import images, judging, pixel, report, sweep, sweep_plan
 from dgnam_jax.targets import Objective, make_targets
 from dgnam_jax.sweep_plan import load_pair
 
 _PRESET = flags.DEFINE_enum('preset', 'cifar10', list(sweep.PRESETS), 'Base settings and nets.')
+_METHOD = flags.DEFINE_enum('method', 'dgnam', list(sweep_plan.METHODS), 'The method whose '
+                            'settings are searched (its own space; see draw_settings).')
 _GENERATOR = flags.DEFINE_string('generator', None, 'Generator checkpoint (default: the '
                                  'preset\'s).')
 _CLASSIFIER = flags.DEFINE_string('classifier', None, 'Classifier checkpoint (default: the '
@@ -49,16 +51,58 @@ _PIXEL_LRS = flags.DEFINE_list('pixel_lrs', ['1', '4', '16'], 'Learning rates (p
                                'iterations and seeds (empty: no baseline).')
 
 
-def draw_settings(n: int, seed: int, base: dict) -> list[dict]:
-  """Trial settings: the preset's own, then ``n - 1`` random draws."""
+def _loguniform(rng, lo: float, hi: float) -> float:
+  return round(float(math.exp(rng.uniform(math.log(lo), math.log(hi)))), 4)
+
+
+def _choice(rng, values):
+  return values[int(rng.integers(len(values)))]
+
+
+# Per method: its first trial (besides the preset's iterations) and how the others are drawn.
+# lr is in the method's own units: code units (dgnam), Adam step (dgnam_adam, fourier), pixels.
+_FIRST = {'dgnam_adam': {'lr': 0.05}, 'pixel': {'lr': 8.0}, 'pixel_l2': {'lr': 8.0},
+          'pixel_blur': {'lr': 8.0}, 'pixel_tv': {'lr': 8.0}, 'fourier': {'lr': 0.05}}
+_DRAWS = {
+    'dgnam_adam': lambda r: {'lr': _loguniform(r, 0.005, 0.5),
+                             'l2': _choice(r, [0.99, 0.999, 1.0]),
+                             'bounds_k': _choice(r, [1.0, 2.0, 3.0, 6.0])},
+    'pixel': lambda r: {'lr': _loguniform(r, 0.5, 32)},
+    'pixel_l2': lambda r: {'lr': _loguniform(r, 0.5, 32),
+                           'method_args': f'l2={_choice(r, [0.9, 0.95, 0.98, 0.99, 0.995])}'},
+    'pixel_blur': lambda r: {'lr': _loguniform(r, 0.5, 32), 'method_args': (
+        f'blur_sigma={_choice(r, [0.3, 0.5, 1.0])},blur_every={_choice(r, [2, 4, 8])},'
+        f'norm_pct={_choice(r, [0, 10, 30])},contrib_pct={_choice(r, [0, 10, 30])}')},
+    'pixel_tv': lambda r: {'lr': _loguniform(r, 0.5, 32),
+                           'method_args': f'tv={_loguniform(r, 0.005, 2.0)}'},
+    'fourier': lambda r: {'lr': _loguniform(r, 0.005, 0.2),
+                          'method_args': f'decay_power={_choice(r, [0.5, 1.0, 1.5])}'},
+}
+
+
+def draw_settings(n: int, seed: int, base: dict, method: str = 'dgnam') -> list[dict]:
+  """Trial settings: the preset's (or the method's defaults), then ``n - 1`` random draws.
+
+  DGN-AM draws lr, iterations, L2 and the bounds multiple (the flags' ranges); the other methods
+  keep the preset's iterations (the same budget) and draw their own settings.
+  """
   rng = np.random.default_rng(seed)
-  lo, hi = (math.log(float(v)) for v in _LR.value)
-  out = [{k: base[k] for k in ('lr', 'iters', 'l2', 'bounds_k')}]
-  while len(out) < n:
-    trial = {'lr': round(float(math.exp(rng.uniform(lo, hi))), 3),
-             'iters': int(rng.choice([int(v) for v in _ITERS.value])),
-             'l2': float(rng.choice([float(v) for v in _L2.value])),
-             'bounds_k': float(rng.choice([float(v) for v in _K.value]))}
+  if method == 'dgnam':
+    lo, hi = (float(v) for v in _LR.value)
+    first = {k: base[k] for k in ('lr', 'iters', 'l2', 'bounds_k')}
+    draw = lambda r: {'lr': _loguniform(r, lo, hi),
+                      'iters': int(_choice(r, [int(v) for v in _ITERS.value])),
+                      'l2': float(_choice(r, [float(v) for v in _L2.value])),
+                      'bounds_k': float(_choice(r, [float(v) for v in _K.value]))}
+  else:
+    fixed = {'iters': base['iters'], 'l2': base['l2'], 'bounds_k': base['bounds_k']}
+    first = {**fixed, **_FIRST[method]}
+    draw = lambda r: {**fixed, **_DRAWS[method](r)}
+  out = [first]
+  for _ in range(50 * n):
+    if len(out) >= n:
+      break
+    trial = draw(rng)
     if trial not in out:
       out.append(trial)
   return out
@@ -84,15 +128,19 @@ def main(argv) -> int:
   mean = clf_meta['mean']['per_channel']
   seeds = _seeds(_SEEDS.value)
   results = []
-  for i, trial in enumerate(draw_settings(_TRIALS.value, _SEARCH_SEED.value, base)):
+  method = _METHOD.value
+  if method in pixel.METHODS:
+    nets_['generator'] = None
+  for i, trial in enumerate(draw_settings(_TRIALS.value, _SEARCH_SEED.value, base, method)):
     t0 = time.time()
     trial_dir = os.path.join(out, f'trial_{i:02d}')
-    config = sweep.config_with_preset(_PRESET.value, out=trial_dir, seeds=seeds, **nets_, **trial)
+    config = sweep.config_with_preset(_PRESET.value, out=trial_dir, seeds=seeds, method=method,
+                                      **nets_, **trial)
     manifest = sweep.run_sweep(config, argv=sys.argv)
     labels = [r['unit'] for r in manifest['rows']]
     row_seeds = [r['seed'] for r in manifest['rows']]
-    scores = judging.score_class_images(judge, judging.render_sweep(trial_dir, pipe, gen_params,
-                                                                    mean), labels)
+    rendered = judging.render_sweep(trial_dir, pipe, gen_params, mean)
+    scores = judging.score_class_images(judge, rendered, labels)
     acts = [r['activation'] for r in manifest['rows']]
     results.append({'trial': i, **trial, 'dir': os.path.relpath(trial_dir, out),
                     'median_activation': float(np.median(acts)), **scores,
@@ -141,11 +189,12 @@ def format_table(ranked: list[dict], judge: str) -> str:
   """Markdown table of the trials, best first."""
   lines = [f'Judge: `{judge}`. top-1/top-5: share of images the judge assigns to the target '
            'class; diversity: share of same-class image pairs with MAD >= 20/255.', '',
-           '| trial | lr | iters | L2 | k | top-1 orig | top-1 photo | top-5 orig | top-5 photo '
-           '| diversity orig | diversity photo | median act |', '|' + '---|' * 12]
+           '| trial | lr | iters | L2 | k | method args | top-1 orig | top-1 photo | top-5 orig '
+           '| top-5 photo | diversity orig | diversity photo | median act |', '|' + '---|' * 13]
   for r in ranked:
     lines.append(f"| {r['trial']} | {r['lr']:g} | {r['iters']} | {r['l2']:g} | "
-                 f"{r['bounds_k']:g} | {r['top1_original']:.2f} | {r['top1_photo']:.2f} | "
+                 f"{r['bounds_k']:g} | {r.get('method_args') or '-'} | "
+                 f"{r['top1_original']:.2f} | {r['top1_photo']:.2f} | "
                  f"{r['top5_original']:.2f} | {r['top5_photo']:.2f} | "
                  f"{r['diversity_original']['mean']:.2f} | {r['diversity_photo']['mean']:.2f} | "
                  f"{r['median_activation']:.1f} |")

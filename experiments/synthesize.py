@@ -34,6 +34,8 @@ flags.DEFINE_enum('method', _D['method'], list(sweep_plan.METHODS),
                   'dgnam: the original DGN-AM step; dgnam_adam: Adam on the code (ablation); '
                   'pixel, pixel_l2, pixel_blur, pixel_tv, fourier: pixel-space baselines (no '
                   'generator; --lr in pixel units, Adam step size for fourier).')
+flags.DEFINE_string('method_args', _D['method_args'], 'A pixel method\'s own settings, e.g. '
+                    '"tv=0.1,jitter=2" (fields of dgnam_jax.pixel.PixelMethod).')
 flags.DEFINE_enum('preset', None, list(sweep.PRESETS),
                   'Per-net settings (layer, lr, iters, L2, example units): the original\'s for '
                   'the paper\'s nets; cifar10 also names the committed embedded checkpoints.')

@@ -112,3 +112,11 @@ def test_jitter_transform_moves_the_image_and_fourier_renders_valid_pixels():
   p = pixel.initial_params(method, [0], [0], (12, 12))[0] * 100
   img = np.asarray(pixel.render(method, jnp.asarray(p), jnp.zeros(3)))
   assert img.shape == (12, 12, 3) and img.min() >= 0 and img.max() <= 255 and img.std() > 1
+
+
+def test_method_args_override_fields():
+  m = pixel.with_args(pixel.METHODS['pixel_blur'], 'blur_sigma=1.0, blur_every=2,jitter=0')
+  assert (m.blur_sigma, m.blur_every, m.jitter) == (1.0, 2, 0) and isinstance(m.blur_every, int)
+  for bad in ('nope=1', 'tv', 'tv=abc'):
+    with pytest.raises(ValueError, match='--method_args'):
+      pixel.with_args(pixel.METHODS['pixel_tv'], bad)
