@@ -123,6 +123,8 @@ def load_npz(path: str, split: str, cache_dir: str | None = None, size: int | No
     labels = d[f'y_{split}'].astype(np.int64)
     files = [str(f) for f in d[f'files_{split}']] if f'files_{split}' in d.files else []
     class_names = [str(c) for c in d['class_names']]
+    if 'wnids' in d.files:  # Tiny ImageNet: 'n01443537 goldfish, ...' as synset_words.txt
+      class_names = [f'{w} {c}' for w, c in zip(d['wnids'], class_names)]
 
     def decode():
       buf, offsets = d[f'jpeg_{split}'], d[f'offsets_{split}']

@@ -133,3 +133,16 @@ def test_eval_batches_pad_the_last_batch():
   assert [n for _, _, n in got] == [20, 20, 10]
   assert all(x.shape == (20, 32, 32, 3) for x, _, _ in got)
   np.testing.assert_array_equal(got[2][0][:10], ds.images[40:])
+
+
+def test_npz_with_wnids_names_classes_like_synset_words(tmp_path):
+  """Tiny ImageNet packs carry `wnids`: class names become 'n01443537 goldfish, ...'."""
+  with np.load(NPZ) as d:
+    arrays = {k: d[k] for k in d.files}
+  arrays['wnids'] = np.array([f'n{i:08d}' for i in range(10)])
+  path = tmp_path / 'with_wnids.npz'
+  np.savez(path, **arrays)
+  names = data.load_npz(str(path), 'test').class_names
+  assert names[1] == 'n00000001 automobile'
+  from dgnam_jax import units  # pylint: disable=g-import-not-at-top
+  assert units.short_class_name(names[1]) == ('automobile', 'n00000001')
