@@ -1,0 +1,129 @@
+"""Evaluating finished sweeps end to end: metrics.json, figure sheets, annotated galleries.
+
+:func:`evaluate_runs` is what ``experiments.evaluate`` (and the preset evaluation driver) run: for
+each ``synthesize`` output directory it renders the images under both display conventions, runs
+:func:`dgnam_jax.evaluation.evaluate_sweep`, writes a top-real sheet and a memorization sheet,
+and rewrites the run's gallery with M1 and the judge's verdict on every card.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from dgnam_jax import data, evaluation, images, judging, report
+from dgnam_jax.sweep_plan import load_pair
+
+
+def evaluate_runs(runs: Sequence[str], *, generator: str, classifier: str, judge_path: str,
+                  data_path: str, out: str, cache_dir: str | None = None,
+                  output_layer: str = 'fc8', subset_budget: int = 1000,
+                  memo_layers: Sequence[str] = ('pool5', 'fc6', 'fc7'), command: str = '',
+                  log=print) -> dict:
+  """Evaluates ``runs`` and writes ``<out>/metrics.json``; returns the record written."""
+  t0 = time.time()
+  pipe, gen_params, clf_params, _, clf_meta = load_pair(generator, classifier)
+  mean = clf_meta['mean']['per_channel']
+  judge = judging.Judge(judge_path)
+  train, test = data.load_dataset(data_path, cache_dir)
+  everything = data.ImageSet(np.concatenate([train.images, test.images]),
+                             np.concatenate([train.labels, test.labels]), train.class_names, [])
+  out = os.path.abspath(out)
+  os.makedirs(out, exist_ok=True)
+  record = {'command': command, 'generator': os.path.abspath(generator),
+            'classifier': os.path.abspath(classifier), 'judge': os.path.abspath(judge_path),
+            'data': os.path.abspath(data_path), 'runs': {}}
+  for run in runs:
+    t = time.time()
+    rendered = judging.render_sweep(run, pipe, gen_params, mean)
+    rows = rendered['rows']
+    res = evaluation.evaluate_sweep(
+        rows=rows, rendered=rendered, classify=pipe.classify, clf_params=clf_params,
+        clf_mean=mean, judge=judge, dataset=everything, real_for_kid=test, train=train,
+        output_layer=output_layer, subset_budget=subset_budget, memo_layers=memo_layers)
+    arrays = res['_arrays']
+    name = os.path.basename(os.path.normpath(run))
+    _sheet(os.path.join(out, f'{name}_top_real.png'), rows, rendered, arrays['top_real'],
+           everything.images)
+    _annotate_gallery(run, rows, arrays, judge, rendered, output_layer)
+    if 'nearest_train' in arrays:
+      _memorization_sheet(os.path.join(out, f'{name}_memorization.png'), rows, rendered,
+                          arrays['nearest_train'], train.images, output_layer)
+    res['wall_s'] = round(time.time() - t, 1)
+    record['runs'][name] = res
+    log(f'{name}: {json.dumps(_jsonable(_headline(res)))} ({res["wall_s"]:.0f} s)')
+  record['wall_s'] = round(time.time() - t0, 1)
+  report.atomic_write_text(os.path.join(out, 'metrics.json'),
+                           json.dumps(_jsonable(record), indent=1))
+  return _jsonable(record)
+
+
+def _jsonable(v):
+  if isinstance(v, dict):
+    return {str(k): _jsonable(x) for k, x in v.items() if not str(k).startswith('_')}
+  if isinstance(v, (list, tuple)):
+    return [_jsonable(x) for x in v]
+  if isinstance(v, (np.floating, np.integer)):
+    return v.item()
+  return v
+
+
+def _sheet(out_png: str, rows, rendered, top_real, real_images, scale: int = 2) -> None:
+  """One line per row: its synthetic photo, then the 5 real images that drive its unit most."""
+  tiles, labels = [], []
+  for i, r in enumerate(rows):
+    tiles.append(images.enlarge(rendered['original'][i], scale))
+    labels.append(f'{r.get("class_name") or r["layer"] + " " + str(r["unit"])} s{r["seed"]}')
+    for j in top_real[i]:
+      tiles.append(images.enlarge(real_images[j], scale))
+      labels.append('real top')
+  images.save_image(out_png, images.grid(tiles, labels, 1 + top_real.shape[1]))
+
+
+def _memorization_sheet(out_png, rows, rendered, nearest, train_images, output_layer,
+                        per_class: int = 2, scale: int = 2) -> None:
+  """Pairs (synthetic photo, its nearest training image of the class), two per class."""
+  cls = [i for i, r in enumerate(rows) if r['layer'] == output_layer]
+  tiles, labels, seen = [], [], {}
+  for k, i in enumerate(cls):
+    unit = rows[i]['unit']
+    if seen.get(unit, 0) >= per_class:
+      continue
+    seen[unit] = seen.get(unit, 0) + 1
+    tiles += [images.enlarge(rendered['photo'][i], scale),
+              images.enlarge(train_images[nearest[k]], scale)]
+    labels += [f'{rows[i].get("class_name") or unit} s{rows[i]["seed"]}', 'nearest train']
+  images.save_image(out_png, images.grid(tiles, labels, 2 * per_class))
+
+
+def _headline(res):
+  keys = ('m1_output', 'm1_hidden')
+  out = {k: {p: res[k][p]['median'] for p in ('raw', 'photo')} for k in keys if k in res}
+  if 'judge' in res:
+    out['judge_top1'] = {c: res['judge'][f'top1_{c}'] for c in judging.CONVENTIONS}
+    out['kid'] = {c: res['kid_fid'][c]['kid'] for c in judging.CONVENTIONS}
+  return out
+
+
+def _annotate_gallery(run, rows, arrays, judge, rendered, output_layer) -> None:
+  """Rewrites the run's index.html with M1 and (for class rows) the judge's verdict per card."""
+  verdicts = {}
+  cls_idx = [i for i, r in enumerate(rows) if r['layer'] == output_layer]
+  if cls_idx:
+    logits = judge.logits(rendered['original'][cls_idx])
+    names = judge.class_names or []
+    for i, l in zip(cls_idx, logits):
+      k = int(np.argmax(l))
+      verdicts[i] = names[k] if k < len(names) else str(k)
+  cards = []
+  for i, r in enumerate(rows):
+    label = f'M1 {arrays["rel_raw"][i]:.2f} raw / {arrays["rel_photo"][i]:.2f} photo'
+    if i in verdicts:
+      label += f'; judge: {verdicts[i]}'
+    cards.append(dict(r, label=label))
+  report.write_gallery(run, cards, title=f'{os.path.basename(os.path.normpath(run))}: '
+                       'M1 and judge verdicts', scale=4, columns=10)

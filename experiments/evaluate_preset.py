@@ -1,0 +1,109 @@
+r"""The whole evaluation of an embedded default in one command: synthesize, evaluate, report.
+
+  python -m experiments.evaluate_preset --preset=cifar10 \
+      --data=/work/shared/data/cifar10_jpeg.npz --judge=checkpoints/cifar10/judge \
+      --out=out/eval/cifar10 --report=reports/cifar10.md
+
+Runs (resumable ``synthesize`` sweeps under ``--out``): every class of the preset's classifier
+(fc8) for ``--class_seeds`` with each of ``--methods`` (DGN-AM with the preset's settings; other
+methods with the settings in ``--method_settings``, a JSON {method: {lr, method_args, ...}} from
+their searches), and ``--hidden_units`` of each of ``--hidden_layers`` (DGN-AM) for
+``--hidden_seeds``. Then ``experiments.evaluate``'s metrics over all runs and
+``experiments.report``'s Markdown (``--report``). Timings of each stage go into the report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+from absl import app
+from absl import flags
+
+from dgnam_jax import eval_runs, sweep, sweep_plan
+
+_PRESET = flags.DEFINE_enum('preset', 'cifar10', list(sweep.PRESETS), 'The embedded default.')
+_DATA = flags.DEFINE_string('data', None, 'Its dataset.')
+_JUDGE = flags.DEFINE_string('judge', None, 'The independent judge checkpoint.')
+_OUT = flags.DEFINE_string('out', None, 'Root of the runs and metrics.', allow_override=True)
+_REPORT = flags.DEFINE_string('report', None, 'The Markdown report to write.')
+_TITLE = flags.DEFINE_string('title', None, 'Report title.')
+_CLASS_SEEDS = flags.DEFINE_string('class_seeds', '0-49', 'Seeds per class (a-b).')
+_METHODS = flags.DEFINE_list('methods', ['dgnam'], 'Methods run on the classes.')
+_METHOD_SETTINGS = flags.DEFINE_string('method_settings', None, 'JSON {method: settings}.')
+_HIDDEN_LAYERS = flags.DEFINE_list('hidden_layers', ['conv3', 'conv5', 'fc6', 'fc7'],
+                                   'Hidden layers (DGN-AM only).')
+_HIDDEN_UNITS = flags.DEFINE_string('hidden_units', '0-63', 'Units per hidden layer.')
+_HIDDEN_SEEDS = flags.DEFINE_string('hidden_seeds', '0-4', 'Seeds per hidden unit.')
+_CACHE_DIR = flags.DEFINE_string('cache_dir', None, 'Decoded-image cache.')
+_EXTRA = flags.DEFINE_list('extra_md', [], 'Markdown appended to the report.')
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+  a, _, b = text.partition('-')
+  return tuple(range(int(a), int(b or a) + 1))
+
+
+def _log(msg: str) -> None:
+  print(f'evaluate_preset: {msg}', flush=True)
+
+
+def main(argv) -> int:
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  out = os.path.abspath(_OUT.value)
+  preset = sweep.PRESETS[_PRESET.value]
+  settings = {}
+  if _METHOD_SETTINGS.value:
+    with open(_METHOD_SETTINGS.value) as f:
+      settings = json.load(f)
+  timings, runs = {}, []
+  for method in _METHODS.value:
+    if method not in sweep_plan.METHODS:
+      raise app.UsageError(f'--methods: unknown method {method!r}')
+    extra = dict(settings.get(method, {}))
+    if method in sweep_plan.pixel.METHODS:
+      extra['generator'] = None
+    run = os.path.join(out, f'{_PRESET.value}_{method}_classes')
+    t = time.time()
+    sweep.run_sweep(sweep.config_with_preset(
+        _PRESET.value, out=run, seeds=_seeds(_CLASS_SEEDS.value), method=method, **extra))
+    timings[f'synthesize {os.path.basename(run)}'] = round(time.time() - t, 1)
+    _log(f'{run}: {timings[f"synthesize {os.path.basename(run)}"]:.0f} s')
+    runs.append(run)
+  for layer in _HIDDEN_LAYERS.value:
+    run = os.path.join(out, f'{_PRESET.value}_dgnam_{layer}')
+    t = time.time()
+    sweep.run_sweep(sweep.config_with_preset(
+        _PRESET.value, out=run, layer=layer, units=_HIDDEN_UNITS.value,
+        seeds=_seeds(_HIDDEN_SEEDS.value)))
+    timings[f'synthesize {os.path.basename(run)}'] = round(time.time() - t, 1)
+    _log(f'{run}: {timings[f"synthesize {os.path.basename(run)}"]:.0f} s')
+    runs.append(run)
+  t = time.time()
+  metrics_dir = os.path.join(out, 'metrics')
+  record = eval_runs.evaluate_runs(
+      runs, generator=preset['generator'], classifier=preset['classifier'],
+      judge_path=_JUDGE.value, data_path=_DATA.value, out=metrics_dir,
+      cache_dir=_CACHE_DIR.value, log=_log,
+      command='python -m experiments.evaluate_preset ' + ' '.join(sys.argv[1:]))
+  timings['evaluation (synthesis excluded)'] = round(time.time() - t, 1)
+  _log(f'evaluation: {timings["evaluation (synthesis excluded)"]:.0f} s')
+  timing_md = os.path.join(metrics_dir, 'timings.md')
+  with open(timing_md, 'w') as f:
+    f.write('## Wall times (2-core CPU)\n\n| stage | s |\n|---|---|\n' + ''.join(
+        f'| {k} | {v:.0f} |\n' for k, v in timings.items()))
+  if _REPORT.value:
+    subprocess.run([sys.executable, '-m', 'experiments.report',
+                    f'--metrics={os.path.join(metrics_dir, "metrics.json")}',
+                    f'--out={_REPORT.value}', f'--title={_TITLE.value or _PRESET.value}',
+                    f'--extra_md={",".join([timing_md, *_EXTRA.value])}'], check=True)
+  return 0
+
+
+if __name__ == '__main__':
+  flags.mark_flags_as_required(['data', 'judge', 'out'])
+  app.run(lambda argv: sys.exit(main(argv)))
