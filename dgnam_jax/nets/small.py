@@ -152,10 +152,17 @@ def init_train_variables(config: SmallNetConfig, seed: int) -> dict[str, dict]:
   running mean 0 / var 1. Host-side because ``jit(module.init)`` takes 10+ s to compile on a
   busy 2-core CPU for what is a handful of random draws.
   """
-  model = SmallCaffeNet(config, train_form=True)
-  size = config.input_size
-  shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, size, size, 3)))
-  rng = np.random.default_rng([seed, 20160530])
+  return he_train_variables(SmallCaffeNet(config, train_form=True), config.input_size,
+                            [seed, 20160530])
+
+
+def he_train_variables(model: nn.Module, input_size: int, rng_seed,
+                       zero_scale=lambda layer: False) -> dict[str, dict]:
+  """Train-form variables of a BatchNorm classifier: He-normal kernels (gain 1 for fc8), zero
+  biases, BatchNorm scale 1 (0 where ``zero_scale(layer)``), running mean 0 / var 1."""
+  shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0),
+                          jnp.zeros((1, input_size, input_size, 3)))
+  rng = np.random.default_rng(rng_seed)
   params, stats = {}, {}
   for layer, leaves in shapes['params'].items():
     out = params[layer] = {}
@@ -166,13 +173,29 @@ def init_train_variables(config: SmallNetConfig, seed: int) -> dict[str, dict]:
         gain = 1.0 if layer == 'fc8' else 2.0  # ReLU follows every layer but fc8
         out[leaf] = rng.normal(0.0, np.sqrt(gain / fan_in), shape).astype(np.float32)
       elif leaf == 'scale':
-        out[leaf] = np.ones(shape, np.float32)
+        out[leaf] = np.full(shape, 0.0 if zero_scale(layer) else 1.0, np.float32)
       else:
         out[leaf] = np.zeros(shape, np.float32)
   for layer, leaves in shapes['batch_stats'].items():
     stats[layer] = {'mean': np.zeros(leaves['mean'].shape, np.float32),
                     'var': np.ones(leaves['var'].shape, np.float32)}
   return {'params': params, 'batch_stats': stats}
+
+
+def fold_batch_norm(kernel, bn_params, bn_stats, input_scale_div: float = 1.0
+                    ) -> dict[str, np.ndarray]:
+  """{'kernel', 'bias'} of a bias-free conv/fc followed by a BatchNorm, as one layer.
+
+  ``bn(W x) = gamma (W x - mu) / sqrt(var + eps) + beta``, so the kernel is
+  ``W * gamma / sqrt(var + eps)`` (per output channel) and the bias ``beta - mu * that factor``;
+  the kernel is also divided by ``input_scale_div`` (conv1 absorbs the input scaling).
+  """
+  factor = np.asarray(bn_params['scale'], np.float64) / np.sqrt(
+      np.asarray(bn_stats['var'], np.float64) + BN_EPS)
+  bias = np.asarray(bn_params['bias'], np.float64) - np.asarray(bn_stats['mean'],
+                                                                np.float64) * factor
+  w = np.asarray(kernel, np.float64) * factor / input_scale_div  # broadcasts over the outputs
+  return {'kernel': w.astype(np.float32), 'bias': bias.astype(np.float32)}
 
 
 def _caffe_pool(x):
@@ -202,9 +225,7 @@ def export_params(config: SmallNetConfig, params: dict, batch_stats: dict,
                   input_scale_div: float = 64.0) -> dict[str, dict[str, np.ndarray]]:
   """Folds the train form's BatchNorms and input scale into deploy-form conv/fc parameters.
 
-  ``bn(W x) = gamma (W x - mu) / sqrt(var + eps) + beta``, so the deploy kernel is
-  ``W * gamma / sqrt(var + eps)`` (per output channel) and the bias ``beta - mu * that factor``;
-  conv1's kernel is also divided by ``input_scale_div``.
+  See :func:`fold_batch_norm`; conv1's kernel is also divided by ``input_scale_div``.
 
   Args:
     config: the architecture of both forms.
@@ -215,18 +236,10 @@ def export_params(config: SmallNetConfig, params: dict, batch_stats: dict,
   Returns:
     The deploy form's ``params`` (float32 numpy leaves).
   """
-  out = {}
   names = [c[0] for c in config.convs()] + ['fc6', 'fc7']
-  for i, name in enumerate(names, start=1):
-    w = np.asarray(params[name]['kernel'], np.float64)
-    bn_p, bn_s = params[f'bn{i}'], batch_stats[f'bn{i}']
-    factor = np.asarray(bn_p['scale'], np.float64) / np.sqrt(
-        np.asarray(bn_s['var'], np.float64) + BN_EPS)
-    bias = np.asarray(bn_p['bias'], np.float64) - np.asarray(bn_s['mean'], np.float64) * factor
-    w = w * factor  # broadcasts over the last (output) axis of conv and fc kernels
-    if i == 1:
-      w = w / input_scale_div
-    out[name] = {'kernel': w.astype(np.float32), 'bias': bias.astype(np.float32)}
+  out = {name: fold_batch_norm(params[name]['kernel'], params[f'bn{i}'], batch_stats[f'bn{i}'],
+                               input_scale_div if i == 1 else 1.0)
+         for i, name in enumerate(names, start=1)}
   out['fc8'] = {k: np.asarray(v, np.float32) for k, v in params['fc8'].items()}
   return out
 

@@ -18,12 +18,11 @@ import string
 from typing import Any
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from dgnam_jax import layers as L
-from dgnam_jax.nets import modules
+from dgnam_jax.nets import modules, small
 from dgnam_jax.nets.graph import NetOutputs
 from dgnam_jax.nets.recorder import Recorder, StopForward
 from dgnam_jax.nets.small import BN_EPS, caffe_layer_text, param_count  # noqa: F401 (re-export)
@@ -129,43 +128,17 @@ def _conv_names(config: SmallResNetConfig) -> list[str]:
 
 def init_train_variables(config: SmallResNetConfig, seed: int) -> dict[str, dict]:
   """He-normal convs, zero-init last BN scale of each block (a common ResNet trick), numpy."""
-  model = SmallResNet(config, train_form=True)
-  size = config.input_size
-  shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, size, size, 3)))
-  rng = np.random.default_rng([seed, 20151210])
-  params, stats = {}, {}
-  for layer, leaves in shapes['params'].items():
-    out = params[layer] = {}
-    for leaf, sd in leaves.items():
-      shape = tuple(sd.shape)
-      if leaf == 'kernel':
-        fan_in = int(np.prod(shape[:-1]))
-        gain = 1.0 if layer == 'fc8' else 2.0
-        out[leaf] = rng.normal(0.0, np.sqrt(gain / fan_in), shape).astype(np.float32)
-      elif leaf == 'scale':
-        out[leaf] = np.full(shape, 0.0 if layer.endswith('branch2b') else 1.0, np.float32)
-      else:
-        out[leaf] = np.zeros(shape, np.float32)
-  for layer, leaves in shapes['batch_stats'].items():
-    stats[layer] = {'mean': np.zeros(leaves['mean'].shape, np.float32),
-                    'var': np.ones(leaves['var'].shape, np.float32)}
-  return {'params': params, 'batch_stats': stats}
+  return small.he_train_variables(SmallResNet(config, train_form=True), config.input_size,
+                                  [seed, 20151210], lambda layer: layer.endswith('branch2b'))
 
 
 def export_params(config: SmallResNetConfig, params: dict, batch_stats: dict,
                   input_scale_div: float = 64.0) -> dict[str, dict[str, np.ndarray]]:
-  """Folds every BatchNorm (and conv1's input scale) into its convolution (see small.py)."""
-  out = {}
-  for name in _conv_names(config):
-    w = np.asarray(params[name]['kernel'], np.float64)
-    bn_p, bn_s = params[f'bn_{name}'], batch_stats[f'bn_{name}']
-    factor = np.asarray(bn_p['scale'], np.float64) / np.sqrt(
-        np.asarray(bn_s['var'], np.float64) + BN_EPS)
-    bias = np.asarray(bn_p['bias'], np.float64) - np.asarray(bn_s['mean'], np.float64) * factor
-    w = w * factor
-    if name == 'conv1':
-      w = w / input_scale_div
-    out[name] = {'kernel': w.astype(np.float32), 'bias': bias.astype(np.float32)}
+  """Folds every BatchNorm (and conv1's input scale) into its convolution."""
+  out = {name: small.fold_batch_norm(params[name]['kernel'], params[f'bn_{name}'],
+                                     batch_stats[f'bn_{name}'],
+                                     input_scale_div if name == 'conv1' else 1.0)
+         for name in _conv_names(config)}
   out['fc8'] = {k: np.asarray(v, np.float32) for k, v in params['fc8'].items()}
   return out
 
