@@ -37,6 +37,7 @@ def evaluate_runs(runs: Sequence[str], *, generator: str, classifier: str, judge
   record = {'command': command, 'generator': os.path.abspath(generator),
             'classifier': os.path.abspath(classifier), 'judge': os.path.abspath(judge_path),
             'data': os.path.abspath(data_path), 'runs': {}}
+  cache: dict = {}  # dataset activations, training codes, real distances: shared by the runs
   for run in runs:
     t = time.time()
     rendered = judging.render_sweep(run, pipe, gen_params, mean)
@@ -44,7 +45,8 @@ def evaluate_runs(runs: Sequence[str], *, generator: str, classifier: str, judge
     res = evaluation.evaluate_sweep(
         rows=rows, rendered=rendered, classify=pipe.classify, clf_params=clf_params,
         clf_mean=mean, judge=judge, dataset=everything, real_for_kid=test, train=train,
-        output_layer=output_layer, subset_budget=subset_budget, memo_layers=memo_layers)
+        output_layer=output_layer, subset_budget=subset_budget, memo_layers=memo_layers,
+        cache=cache)
     arrays = res['_arrays']
     name = os.path.basename(os.path.normpath(run))
     _sheet(os.path.join(out, f'{name}_top_real.png'), rows, rendered, arrays['top_real'],

@@ -126,7 +126,8 @@ def judge_scores(judge: judging.Judge, rendered, labels) -> dict[str, Any]:
 def evaluate_sweep(*, rows, rendered, classify, clf_params, clf_mean, judge: judging.Judge,
                    dataset: data.ImageSet, real_for_kid: data.ImageSet, train: data.ImageSet,
                    features_fn=None, output_layer: str = 'fc8', subset_budget: int | None = None,
-                   memo_layers: Sequence[str] = ('pool5', 'fc6', 'fc7')) -> dict[str, Any]:
+                   memo_layers: Sequence[str] = ('pool5', 'fc6', 'fc7'),
+                   cache: dict | None = None) -> dict[str, Any]:
   """Every metric of one sweep (see the module docstring); arrays for figures under '_arrays'.
 
   Args:
@@ -140,10 +141,17 @@ def evaluate_sweep(*, rows, rendered, classify, clf_params, clf_mean, judge: jud
     output_layer: the classifier's logit layer.
     subset_budget: N of the "expected max over N random images" baseline (default 1000).
     memo_layers: classifier blobs whose code space the memorization check also uses.
+    cache: a dict reused across runs on the same dataset (dataset activations per unit spec,
+      training codes, real-real distances).
   """
+  cache = {} if cache is None else cache
   t0 = time.time()
   specs = unit_specs(rows, output_layer)
-  acts = dataset_activations(classify, clf_params, dataset.images, clf_mean, specs)
+  missing = [sp for sp in dict.fromkeys(specs) if ('acts', sp) not in cache]
+  if missing:
+    got = dataset_activations(classify, clf_params, dataset.images, clf_mean, tuple(missing))
+    cache.update({('acts', sp): got[:, j] for j, sp in enumerate(missing)})
+  acts = np.stack([cache[('acts', sp)] for sp in specs], axis=1)
   rel = relative_activations(classify, clf_params, rendered, specs, acts, clf_mean)
   out: dict[str, Any] = {'rows': len(rows), 'dataset_images': len(dataset)}
   is_out = np.asarray([s[0] == output_layer for s in specs])
@@ -163,7 +171,10 @@ def evaluate_sweep(*, rows, rendered, classify, clf_params, clf_mean, judge: jud
     out['judge'] = judge_scores(judge, cls_rendered, labels)
     feats = features_fn or (lambda rgb: judge_features(judge, rgb))
     real_mask = np.isin(real_for_kid.labels, labels)
-    real_feats = feats(real_for_kid.images[real_mask])
+    key = ('real_feats', tuple(sorted(set(labels.tolist()))))
+    if key not in cache or features_fn is not None:
+      cache[key] = feats(real_for_kid.images[real_mask])
+    real_feats = cache[key]
     out['kid_fid'] = {}
     for conv in judging.CONVENTIONS:
       syn = feats(cls_rendered[conv])
@@ -174,7 +185,7 @@ def evaluate_sweep(*, rows, rendered, classify, clf_params, clf_mean, judge: jud
           cls_rendered[conv].astype(np.float32) / 255.0, labels)
     codes_fn = lambda rgb, ls: layer_codes(classify, clf_params, rgb, clf_mean, ls)
     out['memorization'], arrays['nearest_train'] = memorization(
-        cls_rendered['photo'], labels, train, codes_fn, memo_layers)
+        cls_rendered['photo'], labels, train, codes_fn, memo_layers, cache)
   out['wall_s'] = round(time.time() - t0, 1)
   out['_arrays'] = arrays
   return out
@@ -210,13 +221,16 @@ def _codes_fn(classify, layers):
 
 
 def memorization(photos: np.ndarray, labels: np.ndarray, train: data.ImageSet,
-                 codes_fn=None, layers: Sequence[str] = ()) -> tuple[dict[str, Any], np.ndarray]:
+                 codes_fn=None, layers: Sequence[str] = (), cache: dict | None = None
+                 ) -> tuple[dict[str, Any], np.ndarray]:
   """Nearest training image of the same class, relative to real-real nearest neighbours.
 
   In pixel space, and in each of ``layers``' code space when ``codes_fn(rgb, layers)`` (e.g.
   :func:`layer_codes` bound to the visualized classifier) is given. Returns the summary and the
-  pixel-space nearest training index of each photo.
+  pixel-space nearest training index of each photo. ``cache`` (a dict kept across runs of one
+  dataset) keeps the training codes and real-real distances, the expensive parts.
   """
+  cache = {} if cache is None else cache
   spaces = ['pixels', *layers]
   ratios = {sp: np.zeros(len(photos)) for sp in spaces}
   nearest = np.zeros(len(photos), np.int64)
@@ -227,10 +241,14 @@ def memorization(photos: np.ndarray, labels: np.ndarray, train: data.ImageSet,
     feats = {'pixels': (photos[m].astype(np.float32) / 255.0,
                         train.images[pool_idx].astype(np.float32) / 255.0)}
     if layers:
-      syn, real = codes_fn(photos[m], layers), codes_fn(train.images[pool_idx], layers)
-      feats.update({l: (syn[l], real[l]) for l in layers})
+      syn = codes_fn(photos[m], layers)
+      key = ('codes', int(c), tuple(layers))
+      if key not in cache:
+        cache[key] = codes_fn(train.images[pool_idx], layers)
+      feats.update({l: (syn[l], cache[key][l]) for l in layers})
     for sp, (q, pool) in feats.items():
-      res = metrics.memorization_ratio(q, pool)
+      res = metrics.memorization_ratio(q, pool, cache.get(('nn', int(c), sp)))
+      cache[('nn', int(c), sp)] = res['real_nn_median']
       ratios[sp][m] = res['ratio']
       refs[sp][int(c)] = res['real_nn_median']
       if sp == 'pixels':

@@ -150,19 +150,22 @@ def nearest_neighbours(queries: np.ndarray, pool: np.ndarray, exclude_self: bool
   return np.concatenate(best_i), np.concatenate(best_d)
 
 
-def memorization_ratio(synthetic: np.ndarray, real: np.ndarray) -> dict[str, np.ndarray | float]:
+def memorization_ratio(synthetic: np.ndarray, real: np.ndarray,
+                       real_nn_median: float | None = None) -> dict[str, np.ndarray | float]:
   """Nearest-real-image distance of each synthetic image over the typical real-real one.
 
   The reference is the median, over the real images, of each real image's distance to its nearest
-  *other* real image. A ratio near 0 flags a (near-)copy of a training image; natural novel images
+  *other* real image (``real_nn_median`` if given). A ratio near 0 flags a (near-)copy of a training image; natural novel images
   sit near or above 1.
 
   Returns:
     {'nearest' (indices into ``real``), 'distance', 'ratio', 'real_nn_median'}.
   """
   idx, dist = nearest_neighbours(synthetic, real)
-  _, real_nn = nearest_neighbours(real, real, exclude_self=True)
-  ref = float(np.median(real_nn))
+  if real_nn_median is None:  # the expensive part; callers may cache it per pool
+    _, real_nn = nearest_neighbours(real, real, exclude_self=True)
+    real_nn_median = float(np.median(real_nn))
+  ref = float(real_nn_median)
   return {'nearest': idx, 'distance': dist, 'ratio': dist / max(ref, 1e-12),
           'real_nn_median': ref}
 
