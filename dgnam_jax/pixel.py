@@ -119,12 +119,10 @@ def initial_params(method: PixelMethod, seeds: Sequence[int], units: Sequence[in
   return (np.stack(out) * std).astype(np.float32)
 
 
-def initial_images(seeds: Sequence[int], units: Sequence[int], shape: Sequence[int],
-                   std: float = INIT_STD) -> np.ndarray:
-  """(N, *shape) start images N(0, std^2), each from ``fold_in(key(seed), unit)``."""
-  out = [np.asarray(jax.random.normal(jax.random.fold_in(jax.random.key(s), u), tuple(shape)))
-         for s, u in zip(seeds, units)]
-  return (np.stack(out) * std).astype(np.float32)
+def initial_images(seeds: Sequence[int], units: Sequence[int], shape: Sequence[int]
+                   ) -> np.ndarray:
+  """(N, *shape) start images of the pixel methods (:func:`initial_params` of ``pixel``)."""
+  return initial_params(METHODS['pixel'], seeds, units, tuple(shape)[:2])
 
 
 def _spectrum_scale(h: int, w: int, power: float) -> np.ndarray:
@@ -247,7 +245,7 @@ def optimize_pixels(classify, clf_params, x0, tgts, objective, *, iters: int, lr
                     lr_end: float = 1e-10, l2: float = 1.0, mean_bgr=(0.0, 0.0, 0.0),
                     batch: int = 64, method: PixelMethod | str = 'pixel',
                     seeds: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
-  """Pixel-space ascent for N requests with one of :data:`METHODS`.
+  """Pixel-space ascent for N requests with one of :data:`METHODS` (:func:`run_requests`).
 
   Args:
     classify: ``(params, x) -> outputs`` (e.g. ``Pipeline.classify``); hashable.
@@ -259,7 +257,7 @@ def optimize_pixels(classify, clf_params, x0, tgts, objective, *, iters: int, lr
       step size for ``fourier``).
     l2: overrides the method's decay factor when < 1 (``pixel_l2`` search).
     mean_bgr: the classifier's mean: pixels stay in ``[-mean, 255 - mean]``.
-    batch: requests per compiled call (the last one padded).
+    batch: requests per compiled call.
     method: a :class:`PixelMethod` or a name in :data:`METHODS`.
     seeds: per-request seeds of the jitter/transform randomness (default 0).
 
@@ -270,27 +268,11 @@ def optimize_pixels(classify, clf_params, x0, tgts, objective, *, iters: int, lr
   if l2 < 1:
     method = dataclasses.replace(method, l2=l2)
   n = len(x0)
-  mean = jnp.asarray(mean_bgr, jnp.float32)
-  step, finish = _compiled(method, classify, objective, iters)
-  units = np.asarray(tgts.unit)
-  seeds = np.zeros(n, np.int64) if seeds is None else np.asarray(seeds)
-  keys = jnp.stack([jax.random.fold_in(jax.random.key(int(s) + 7919), int(u))
-                    for s, u in zip(seeds, units)])
-  images, acts = [], []
-  for lo in range(0, n, batch):
-    idx = np.minimum(np.arange(lo, lo + batch), n - 1)  # pad with the last row
-    p = jnp.asarray(x0)[idx]
-    carry = {'p': p, 'm': jnp.zeros_like(p), 'v': jnp.zeros_like(p),
-             't': jnp.zeros((batch,), jnp.float32)}
-    t_rows = jax.tree.map(lambda t: t[idx], tgts)
-    lr_v, end_v = jnp.full((batch,), lr, jnp.float32), jnp.full((batch,), lr_end, jnp.float32)
-    for i in range(iters):
-      carry, _ = step(clf_params, carry, t_rows, keys[idx], lr_v, end_v, mean, jnp.int32(i))
-    x, a = finish(clf_params, carry, t_rows, mean)
-    keep = min(batch, n - lo)
-    images.append(np.asarray(x)[:keep])
-    acts.append(np.asarray(a)[:keep])
-  return np.concatenate(images), np.concatenate(acts)
+  res = run_requests(method, classify, clf_params, np.asarray(x0), tgts, objective, iters=iters,
+                     lr=lr, lr_end=lr_end, mean_bgr=mean_bgr,
+                     seeds=np.zeros(n, np.int64) if seeds is None else seeds,
+                     batch_per_device=batch)
+  return res.images, res.activations
 
 
 def run_requests(method: PixelMethod, classify, clf_params, params0, tgts, objective, *,
