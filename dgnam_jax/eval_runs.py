@@ -38,6 +38,7 @@ def evaluate_runs(runs: Sequence[str], *, generator: str, classifier: str, judge
             'classifier': os.path.abspath(classifier), 'judge': os.path.abspath(judge_path),
             'data': os.path.abspath(data_path), 'runs': {}}
   cache: dict = {}  # dataset activations, training codes, real distances: shared by the runs
+  class_runs = {}  # run name -> (rows, displayed images) for the side-by-side methods grid
   for run in runs:
     t = time.time()
     rendered = judging.render_sweep(run, pipe, gen_params, mean)
@@ -55,9 +56,13 @@ def evaluate_runs(runs: Sequence[str], *, generator: str, classifier: str, judge
     if 'nearest_train' in arrays:
       _memorization_sheet(os.path.join(out, f'{name}_memorization.png'), rows, rendered,
                           arrays['nearest_train'], train.images, output_layer)
+    if any(r['layer'] == output_layer for r in rows):
+      class_runs[name] = (rows, rendered['original'])
     res['wall_s'] = round(time.time() - t, 1)
     record['runs'][name] = res
     log(f'{name}: {json.dumps(_jsonable(_headline(res)))} ({res["wall_s"]:.0f} s)')
+  if class_runs:
+    methods_grid(os.path.join(out, 'methods_grid.png'), class_runs, output_layer)
   record['wall_s'] = round(time.time() - t0, 1)
   report.atomic_write_text(os.path.join(out, 'metrics.json'),
                            json.dumps(_jsonable(record), indent=1))
@@ -84,6 +89,34 @@ def _sheet(out_png: str, rows, rendered, top_real, real_images, scale: int = 2) 
       tiles.append(images.enlarge(real_images[j], scale))
       labels.append('real top')
   images.save_image(out_png, images.grid(tiles, labels, 1 + top_real.shape[1]))
+
+
+def methods_grid(out_png: str, class_runs: dict, output_layer: str = 'fc8',
+                 seeds: Sequence[int] = (0, 1), scale: int = 3) -> str:
+  """Fig. S17 layout: one line per (class, seed), one column per run (method), as displayed.
+
+  ``class_runs`` maps a run name to (manifest rows, displayed images); a (class, seed) missing
+  from a run leaves a blank tile, so runs with different seed sets still line up.
+  """
+  names = list(class_runs)
+  index = {n: {(r['unit'], r['seed']): i for i, r in enumerate(rows) if r['layer'] == output_layer}
+           for n, (rows, _) in class_runs.items()}
+  keys = sorted({k for ix in index.values() for k in ix if k[1] in seeds})
+  if not keys:
+    raise ValueError(f'methods_grid: no {output_layer} rows with seeds {list(seeds)}')
+  class_name = {(r['unit']): r.get('class_name') for rows, _ in class_runs.values() for r in rows}
+  blank = None
+  tiles, labels = [], []
+  for unit, seed in keys:
+    for n in names:
+      rows, shown = class_runs[n]
+      i = index[n].get((unit, seed))
+      if blank is None:
+        blank = np.full_like(shown[0], 255)
+      tiles.append(images.enlarge(blank if i is None else shown[i], scale))
+      method = n.split('_classes')[0].split('_', 1)[-1]
+      labels.append(f'{class_name.get(unit) or unit} s{seed}: {method}')
+  return images.save_image(out_png, images.grid(tiles, labels, len(names)))
 
 
 def _memorization_sheet(out_png, rows, rendered, nearest, train_images, output_layer,

@@ -66,8 +66,11 @@ def config_with_preset(preset: str | None, **explicit) -> SweepConfig:
     raise ValueError(f'unknown preset {preset!r}; valid: {", ".join(PRESETS)}')
   values = dict(PRESETS[preset]) if preset else {}
   values.update({k: v for k, v in explicit.items() if v is not None})
-  for name in ('units', 'generator', 'classifier'):
-    if name not in values:
+  needed = ('units', 'classifier') + (
+      () if values.get('method') in pixel.METHODS else ('generator',))
+  values.setdefault('generator', None)
+  for name in needed:
+    if values.get(name) is None:
       raise ValueError(f'--{name} is required (or a --preset that names it)')
   return SweepConfig(**values)
 

@@ -139,6 +139,12 @@ def render(metrics: dict, out_md: str, title: str, extra: list[str]) -> str:
                         'distinct pairs': [runs[n].get('judge', {}).get('diversity_photo', {})
                                            .get('mean') for n in names]})
   lines += ['## Figures', '', f'![headline]({os.path.relpath(chart, os.path.dirname(out_md))})', '']
+  grid_png = os.path.join(src, 'methods_grid.png')
+  if os.path.exists(grid_png) and len(cls_runs) > 1:
+    dst = shutil.copy(grid_png, os.path.join(fig_dir, 'methods_grid.png'))
+    lines += ['**Methods side by side (as Fig. S17): one line per class and seed, one column per '
+              'method, each image as that method displays it**', '',
+              f'![methods]({os.path.relpath(dst, os.path.dirname(out_md))})', '']
   for name in names:
     for kind, caption in (('top_real', 'synthetic image, then the 5 real images that drive the '
                                        'unit most'),

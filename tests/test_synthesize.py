@@ -136,6 +136,11 @@ def test_presets_and_explicit_overrides():
     sweep.config_with_preset(None, generator='g', classifier='c', out='o')
   with pytest.raises(ValueError, match='preset'):
     sweep.config_with_preset('vgg', generator='g', classifier='c', out='o', units='1')
+  # Only DGN-AM methods need a generator.
+  with pytest.raises(ValueError, match='--generator'):
+    sweep.config_with_preset(None, classifier='c', out='o', units='1', method='dgnam_adam')
+  cfg = sweep.config_with_preset(None, classifier='c', out='o', units='1', method='pixel_tv')
+  assert cfg.generator is None and cfg.method == 'pixel_tv'
 
 
 # --- run_sweep ----------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from PIL import Image
 
 from dgnam_jax import checkpoint, codes, data, load_checkpoint, nets
 from dgnam_jax.caffe import parse_prototxt
@@ -182,7 +183,11 @@ def test_evaluate_and_report_runners(tiny, tmp_path):
   rc, log = _run('experiments.synthesize', f'--generator={gen}', f'--classifier={cls}',
                  '--units=0-2', '--seeds=0,1', '--iters=2', f'--out={syn}')
   assert rc == 0, log
-  rc, log = _run('experiments.evaluate', f'--runs={syn}', f'--data={NPZ}', f'--judge={cls}',
+  pix = tmp_path / 'pix'  # a baseline run beside it: seed 1 only, so the methods grid has gaps
+  rc, log = _run('experiments.synthesize', '--method=pixel_tv', f'--classifier={cls}',
+                 '--units=0-2', '--seeds=1', '--iters=2', f'--out={pix}')
+  assert rc == 0, log
+  rc, log = _run('experiments.evaluate', f'--runs={syn},{pix}', f'--data={NPZ}', f'--judge={cls}',
                  f'--generator={gen}', f'--classifier={cls}', f'--out={tmp_path / "eval"}',
                  f'--cache_dir={root / "cache"}', '--subset_budget=10')
   assert rc == 0, log
@@ -191,8 +196,14 @@ def test_evaluate_and_report_runners(tiny, tmp_path):
   assert m['rows'] == 6 and m['judge']['images'] == 6 and m['m1_output']['raw']['n'] == 6
   assert m['kid_fid']['photo']['n_real'] == 15  # the 5 test images of each of 3 classes
   assert 'M1' in (syn / 'index.html').read_text()  # the gallery was annotated
+  with Image.open(tmp_path / 'eval' / 'methods_grid.png') as im:
+    tile = 3 * 32  # methods_grid enlarges 3x
+    assert 2 * tile < im.width < 3 * tile  # 2 method columns
+    assert im.height > 6 * tile  # 6 (class, seed) lines: seed 0 of pix is a blank tile
   rc, log = _run('experiments.report', f'--metrics={tmp_path / "eval" / "metrics.json"}',
                  f'--out={tmp_path / "r" / "tiny.md"}', '--title=tiny')
   assert rc == 0, log
   text = (tmp_path / 'r' / 'tiny.md').read_text()
-  assert '| syn | 6 |' in text and (tmp_path / 'r' / 'tiny_figures' / 'headline.png').exists()
+  assert '| syn | 6 |' in text and '| pix | 3 |' in text
+  assert (tmp_path / 'r' / 'tiny_figures' / 'headline.png').exists()
+  assert (tmp_path / 'r' / 'tiny_figures' / 'methods_grid.png').exists() and 'Fig. S17' in text
