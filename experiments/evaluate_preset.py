@@ -6,8 +6,8 @@ r"""The whole evaluation of an embedded default in one command: synthesize, eval
 
 Runs (resumable ``synthesize`` sweeps under ``--out``): every class of the preset's classifier
 (fc8) for ``--class_seeds`` with each of ``--methods`` (DGN-AM with the preset's settings; other
-methods with the settings in ``--method_settings``, a JSON {method: {lr, method_args, ...}} from
-their searches), and ``--hidden_units`` of each of ``--hidden_layers`` (DGN-AM) for
+methods with the settings in ``--method_settings``, JSON files {method: {lr, method_args, ...}}
+written by their searches), and ``--hidden_units`` of each of ``--hidden_layers`` (DGN-AM) for
 ``--hidden_seeds``. Then ``experiments.evaluate``'s metrics over all runs and
 ``experiments.report``'s Markdown (``--report``). Timings of each stage go into the report.
 """
@@ -33,7 +33,8 @@ _REPORT = flags.DEFINE_string('report', None, 'The Markdown report to write.')
 _TITLE = flags.DEFINE_string('title', None, 'Report title.')
 _CLASS_SEEDS = flags.DEFINE_string('class_seeds', '0-49', 'Seeds per class (a-b).')
 _METHODS = flags.DEFINE_list('methods', ['dgnam'], 'Methods run on the classes.')
-_METHOD_SETTINGS = flags.DEFINE_string('method_settings', None, 'JSON {method: settings}.')
+_METHOD_SETTINGS = flags.DEFINE_list('method_settings', [], 'JSON files {method: settings} '
+                                     '(search_settings\' best_settings.json), merged.')
 _HIDDEN_LAYERS = flags.DEFINE_list('hidden_layers', ['conv3', 'conv5', 'fc6', 'fc7'],
                                    'Hidden layers (DGN-AM only).')
 _HIDDEN_UNITS = flags.DEFINE_string('hidden_units', '0-63', 'Units per hidden layer.')
@@ -57,9 +58,9 @@ def main(argv) -> int:
   out = os.path.abspath(_OUT.value)
   preset = sweep.PRESETS[_PRESET.value]
   settings = {}
-  if _METHOD_SETTINGS.value:
-    with open(_METHOD_SETTINGS.value) as f:
-      settings = json.load(f)
+  for path in _METHOD_SETTINGS.value:
+    with open(path) as f:
+      settings.update(json.load(f))
   timings, runs = {}, []
   for method in _METHODS.value:
     if method not in sweep_plan.METHODS:

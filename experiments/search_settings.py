@@ -10,7 +10,9 @@ preset's classifier (fc8) for ``--seeds`` with ``experiments.synthesize``'s engi
 conventions (the saved stretch, and generator output + mean clipped to 0-255) and by seed
 diversity (share of same-class image pairs with mean absolute difference >= 20/255). Results go
 to ``<out>/search.json`` and a Markdown table ``<out>/search.md``, best first: ranked by the
-lower of the two top-1 scores, then by diversity. Look at the trials' ``grid.png`` before picking.
+lower of the two top-1 scores, then by diversity; the best trial's settings also go to
+``<out>/best_settings.json`` ({method: settings}, for ``experiments.evaluate_preset
+--method_settings``). Look at the trials' ``grid.png`` before picking.
 """
 
 from __future__ import annotations
@@ -157,6 +159,8 @@ def main(argv) -> int:
   record['pixel'] = [pixel_baseline(judge, pipe, clf_params, mean, labels, row_seeds,
                                     best['iters'], float(lr), out) for lr in _PIXEL_LRS.value]
   report.atomic_write_text(os.path.join(out, 'search.json'), json.dumps(record, indent=1))
+  report.atomic_write_text(os.path.join(out, 'best_settings.json'),
+                           json.dumps(best_settings(method, best), indent=1))
   report.atomic_write_text(os.path.join(out, 'search.md'), format_table(ranked, judge.path))
   print(format_table(ranked, judge.path))
   for r in record['pixel']:
@@ -164,6 +168,12 @@ def main(argv) -> int:
           f"{r['top1_original']:.2f} / {r['top1_photo']:.2f}, diversity "
           f"{r['diversity_original']['mean']:.2f} / {r['diversity_photo']['mean']:.2f}")
   return 0
+
+
+def best_settings(method: str, trial: dict) -> dict:
+  """{method: settings} of a trial, the format ``experiments.evaluate_preset`` reads."""
+  keys = ('lr', 'iters', 'l2', 'bounds_k', 'method_args')
+  return {method: {k: trial[k] for k in keys if trial.get(k) is not None}}
 
 
 def pixel_baseline(judge, pipe, clf_params, mean, labels, row_seeds, iters: int, lr: float,
