@@ -1,4 +1,5 @@
-"""Logging shared by the training runners: a readable absl log copied into the workdir."""
+"""What the training runners share: their data/workdir/checkpointing flags, a readable absl log
+copied into the workdir, and the run skeleton (:func:`run`)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,27 @@ import logging as std_logging
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
+from absl import app
+from absl import flags
 from absl import logging
+
+DATA = flags.DEFINE_string('data', None, 'JPEG-pack .npz or image folder.')
+WORKDIR = flags.DEFINE_string('workdir', None, 'Checkpoints, logs and curves (resumed if it '
+                              'holds a run).')
+OUT = flags.DEFINE_string('out', None, 'Checkpoint directory of the exported net (must not '
+                          'exist); none: no export.', allow_override=True)
+CACHE_DIR = flags.DEFINE_string('cache_dir', None, 'Decoded-image cache (default '
+                                '<workdir>/data_cache).')
+IMAGE_SIZE = flags.DEFINE_integer('image_size', None, 'Resize images to this square size '
+                                  '(a multiple of 32); default: their own size.')
+TEST_FRACTION = flags.DEFINE_float('test_fraction', 0.1, 'Held-out share per class for a '
+                                   'plain class folder.')
+CKPT_SECS = flags.DEFINE_float('checkpoint_every_secs', 300.0, 'Save at least this often.')
+LOG_STEPS = flags.DEFINE_integer('log_every_steps', 50, 'Log the losses this often.')
+STOP_AT = flags.DEFINE_integer('stop_at_step', None, 'Save and stop at this step (the schedule '
+                               'still spans --epochs; rerun without it to continue).')
 
 
 class QuietOrbax(std_logging.Filter):
@@ -54,3 +73,27 @@ def start_run(runner: str, workdir: str, data_path: str, cache_dir: str | None,
                len(train), len(test), train.images.shape[1:], len(train.class_names),
                time.time() - t)
   return command, train, test
+
+
+def run(runner: str, argv, train: Callable[..., dict], done_message: Callable[[dict], str]) -> int:
+  """The training runners' main: log into the workdir, load the data, train (or resume).
+
+  ``train(command, train_split, test_split, workdir, run_info, **loop_kwargs)`` returns the
+  trainer's result dict; ``done_message(result)`` is logged when the schedule has finished.
+  """
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  with training_log(WORKDIR.value) as workdir:
+    command, train_split, test_split = start_run(runner, workdir, DATA.value, CACHE_DIR.value,
+                                                 IMAGE_SIZE.value, TEST_FRACTION.value)
+    run_info = {'data': os.path.abspath(DATA.value), 'command': command}
+    result = train(train_split, test_split, workdir, OUT.value, run_info,
+                   stop_at_step=STOP_AT.value, checkpoint_every_secs=CKPT_SECS.value,
+                   log_every_steps=LOG_STEPS.value)
+    if not result['done']:
+      logging.info('stopped at step %d; rerun the same command without --stop_at_step to '
+                   'continue', result['step'])
+    else:
+      logging.info('done: %s, wall %.0f s, exported to %s', done_message(result),
+                   result['wall_s'], result['out'])
+  return 0

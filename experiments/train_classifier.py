@@ -19,29 +19,15 @@ command with another ``--seed``/``--width``, ``--workdir`` and ``--out``.
 
 from __future__ import annotations
 
-import os
 import sys
 
 from absl import app
 from absl import flags
-from absl import logging
 
 from dgnam_jax.nets import small, small_resnet
 from dgnam_jax.training import classifier
-from experiments._training_log import start_run, training_log
+from experiments import _training_log as runner
 
-_DATA = flags.DEFINE_string('data', None, 'JPEG-pack .npz or image folder.')
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Checkpoints, logs and curves (resumed if it '
-                               'holds a run).')
-_OUT = flags.DEFINE_string('out', None, 'Checkpoint directory of the exported net (must not '
-                           'exist); none: no export.',
-    allow_override=True)
-_CACHE_DIR = flags.DEFINE_string('cache_dir', None, 'Decoded-image cache (default '
-                                 '<workdir>/data_cache).')
-_IMAGE_SIZE = flags.DEFINE_integer('image_size', None, 'Resize images to this square size '
-                                   '(a multiple of 32); default: their own size.')
-_TEST_FRACTION = flags.DEFINE_float('test_fraction', 0.1, 'Held-out share per class for a '
-                                    'plain class folder.')
 _ARCH = flags.DEFINE_enum('arch', 'caffenet', ['caffenet', 'resnet'], 'caffenet: the CaffeNet-like '
                           'net DGN-AM visualizes; resnet: a small ResNet (the independent judge).')
 _WIDTH = flags.DEFINE_float('width', 1.0, 'Conv channel multiplier (caffenet 1.0: 32-64-96-96-64; '
@@ -60,23 +46,15 @@ _SMOOTHING = flags.DEFINE_float('label_smoothing', 0.1, 'Label smoothing.')
 _DROPOUT = flags.DEFINE_float('dropout', 0.3, 'Dropout after relu6/relu7.')
 _PAD = flags.DEFINE_integer('pad', 4, 'Random-crop padding (0: no crops).')
 _FLIP = flags.DEFINE_bool('flip', True, 'Random horizontal flips.')
-_CKPT_SECS = flags.DEFINE_float('checkpoint_every_secs', 300.0, 'Save at least this often.')
-_LOG_STEPS = flags.DEFINE_integer('log_every_steps', 50, 'Log the train loss this often.')
-_STOP_AT = flags.DEFINE_integer('stop_at_step', None, 'Save and stop at this step (the schedule '
-                                'still spans --epochs; rerun without it to continue).')
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  with training_log(_WORKDIR.value) as workdir:
-    return _train(workdir)
+def main(argv) -> int:
+  return runner.run('train_classifier', argv, _train, lambda r: (
+      f'deploy-net test accuracy {r["test_acc"]:.4f}'))
 
 
-def _train(workdir: str) -> int:
-  """Loads the data, trains (or resumes) and exports; see the module docstring."""
-  command, train, test = start_run('train_classifier', workdir, _DATA.value, _CACHE_DIR.value,
-                                    _IMAGE_SIZE.value, _TEST_FRACTION.value)
+def _train(train, test, workdir, out, run_info, **loop) -> dict:
+  """Builds the net and the schedule from the flags and trains; see the module docstring."""
   shape = dict(num_classes=len(train.class_names), input_size=train.images.shape[1],
                width=_WIDTH.value)
   if _ARCH.value == 'resnet':
@@ -88,17 +66,8 @@ def _train(workdir: str) -> int:
       momentum=_MOMENTUM.value, weight_decay=_WD.value, warmup_epochs=_WARMUP.value,
       label_smoothing=_SMOOTHING.value, dropout=_DROPOUT.value, pad=_PAD.value,
       flip=_FLIP.value, seed=_SEED.value)
-  run_info = {'data': os.path.abspath(_DATA.value), 'command': command}
-  result = classifier.train_classifier(
-      train, test, config, cfg, workdir, _OUT.value, run_info, stop_at_step=_STOP_AT.value,
-      checkpoint_every_secs=_CKPT_SECS.value, log_every_steps=_LOG_STEPS.value)
-  if not result['done']:
-    logging.info('stopped at step %d; rerun the same command without --stop_at_step to '
-                 'continue', result['step'])
-  else:
-    logging.info('done: deploy-net test accuracy %.4f, wall %.0f s, exported to %s',
-                 result['test_acc'], result['wall_s'], result['out'])
-  return 0
+  return classifier.train_classifier(train, test, config, cfg, workdir, out, run_info, **loop)
+
 
 
 if __name__ == '__main__':

@@ -17,29 +17,17 @@ mean and std of fc6 over the held-out split; upper bound mean + 3 std) and its e
 
 from __future__ import annotations
 
-import os
 import sys
 
 from absl import app
 from absl import flags
-from absl import logging
 
 from dgnam_jax.nets import small_gen
 from dgnam_jax.training import generator
-from experiments._training_log import start_run, training_log
+from experiments import _training_log as runner
 
 _DEFAULT = generator.GenTrainConfig()
-_DATA = flags.DEFINE_string('data', None, 'JPEG-pack .npz or image folder (as train_classifier).')
 _CLASSIFIER = flags.DEFINE_string('classifier', None, 'The classifier checkpoint to invert.')
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Checkpoints, logs, curves (resumed if it holds '
-                               'a run).')
-_OUT = flags.DEFINE_string('out', None, 'Checkpoint directory of the exported generator (must not '
-                           'exist); none: no export.', allow_override=True)
-_CACHE_DIR = flags.DEFINE_string('cache_dir', None, 'Decoded-image cache (default '
-                                 '<workdir>/data_cache).')
-_IMAGE_SIZE = flags.DEFINE_integer('image_size', None, 'Resize images to this square size.')
-_TEST_FRACTION = flags.DEFINE_float('test_fraction', 0.1, 'Held-out share per class for a plain '
-                                    'class folder.')
 _FC_WIDTHS = flags.DEFINE_list('fc_widths', ['1024', '1024'], 'Outputs of defc7 and defc6.')
 _START = flags.DEFINE_integer('start_channels', 192, 'Channels of the 4x4 map after defc5.')
 _TRUNK = flags.DEFINE_list('trunk', None, 'Channels per stride-2 up-convolution; the image side is '
@@ -61,21 +49,16 @@ _PAD = flags.DEFINE_integer('pad', _DEFAULT.pad, 'Random-crop padding of the rea
 _FLIP = flags.DEFINE_bool('flip', _DEFAULT.flip, 'Random horizontal flips.')
 _SEED = flags.DEFINE_integer('seed', _DEFAULT.seed, 'Init, data order and augmentation seed.')
 _EVAL_IMAGES = flags.DEFINE_integer('eval_images', 1000, 'Held-out images scored per epoch.')
-_CKPT_SECS = flags.DEFINE_float('checkpoint_every_secs', 300.0, 'Save at least this often.')
-_LOG_STEPS = flags.DEFINE_integer('log_every_steps', 50, 'Log the losses this often.')
-_STOP_AT = flags.DEFINE_integer('stop_at_step', None, 'Save and stop at this step.')
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  with training_log(_WORKDIR.value) as workdir:
-    return _train(workdir)
+def main(argv) -> int:
+  return runner.run('train_generator', argv, _train, lambda r: (
+      f'held-out PSNR {r["metrics"]["psnr_db"]:.2f} dB, fc6 re-encoding error '
+      f'{r["metrics"]["code_rel_err"]:.4f}'))
 
 
-def _train(workdir: str) -> int:
-  command, train, test = start_run('train_generator', workdir, _DATA.value, _CACHE_DIR.value,
-                                    _IMAGE_SIZE.value, _TEST_FRACTION.value)
+def _train(train, test, workdir, out, run_info, **loop) -> dict:
+  """Builds G and the schedule from the flags and trains; see the module docstring."""
   size = train.images.shape[1]
   trunk = _TRUNK.value or (['256'] if size > 32 else []) + ['128', '64', '32']
   config = small_gen.SmallGenConfig(
@@ -86,20 +69,9 @@ def _train(workdir: str) -> int:
       lr_d=_LR_D.value, b1=_B1.value, w_img=_W_IMG.value, w_conv3=_W_CONV3.value,
       w_pool5=_W_POOL5.value, w_adv=_W_ADV.value, output_scale=_SCALE.value,
       balance=_BALANCE.value, pad=_PAD.value, flip=_FLIP.value, seed=_SEED.value)
-  run_info = {'data': os.path.abspath(_DATA.value), 'command': command}
-  result = generator.train_generator(
-      train, test, _CLASSIFIER.value, config, cfg, workdir, _OUT.value, run_info,
-      stop_at_step=_STOP_AT.value, checkpoint_every_secs=_CKPT_SECS.value,
-      log_every_steps=_LOG_STEPS.value, eval_images=_EVAL_IMAGES.value)
-  if not result['done']:
-    logging.info('stopped at step %d; rerun the same command without --stop_at_step to '
-                 'continue', result['step'])
-  else:
-    m = result['metrics']
-    logging.info('done: held-out PSNR %.2f dB, fc6 re-encoding error %.4f, wall %.0f s, '
-                 'exported to %s', m['psnr_db'], m['code_rel_err'], result['wall_s'],
-                 result['out'])
-  return 0
+  return generator.train_generator(train, test, _CLASSIFIER.value, config, cfg, workdir, out,
+                                   run_info, eval_images=_EVAL_IMAGES.value, **loop)
+
 
 
 def _code_dim(classifier_path: str) -> int:

@@ -37,6 +37,15 @@ BASE_CHANNELS = (32, 64, 96, 96, 64)
 BN_EPS = 1e-5
 
 
+def check_architecture(config, *valid: bool) -> None:
+  """Raises ValueError unless the input side is a positive multiple of 32 (the strided stems
+  map it onto the 32 px geometry), width and classes are positive, and ``valid`` holds."""
+  if config.input_size % 32 or config.input_size <= 0:
+    raise ValueError(f'input_size must be a positive multiple of 32, got {config.input_size}')
+  if config.width <= 0 or config.num_classes <= 0 or not all(valid):
+    raise ValueError(f'bad architecture {config}')
+
+
 @dataclasses.dataclass(frozen=True)
 class SmallNetConfig:
   """Architecture of a :class:`SmallCaffeNet` (everything a deploy module depends on).
@@ -54,10 +63,7 @@ class SmallNetConfig:
   fc_width: int = 512
 
   def __post_init__(self):
-    if self.input_size % 32 or self.input_size <= 0:
-      raise ValueError(f'input_size must be a positive multiple of 32, got {self.input_size}')
-    if self.width <= 0 or self.fc_width <= 0 or self.num_classes <= 0:
-      raise ValueError(f'bad architecture {self}')
+    check_architecture(self, self.fc_width > 0)
 
   def channels(self) -> tuple[int, ...]:
     return tuple(max(8, int(round(c * self.width / 8)) * 8) for c in BASE_CHANNELS)

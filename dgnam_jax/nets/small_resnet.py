@@ -46,10 +46,7 @@ class SmallResNetConfig:
   blocks: int = 2
 
   def __post_init__(self):
-    if self.input_size % 32 or self.input_size <= 0:
-      raise ValueError(f'input_size must be a positive multiple of 32, got {self.input_size}')
-    if self.width <= 0 or self.blocks < 1 or self.num_classes <= 0:
-      raise ValueError(f'bad architecture {self}')
+    small.check_architecture(self, self.blocks >= 1)
 
   def channels(self) -> tuple[int, ...]:
     return tuple(max(8, int(round(c * self.width / 8)) * 8) for c in BASE_CHANNELS)
