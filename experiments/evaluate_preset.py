@@ -33,6 +33,8 @@ _REPORT = flags.DEFINE_string('report', None, 'The Markdown report to write.')
 _TITLE = flags.DEFINE_string('title', None, 'Report title.')
 _CLASS_SEEDS = flags.DEFINE_string('class_seeds', '0-49', 'Seeds per class (a-b).')
 _METHODS = flags.DEFINE_list('methods', ['dgnam'], 'Methods run on the classes.')
+_BASELINE_SEEDS = flags.DEFINE_string('baseline_seeds', None, 'Seeds per class of the methods '
+                                      'other than dgnam (default: --class_seeds).')
 _METHOD_SETTINGS = flags.DEFINE_list('method_settings', [], 'JSON files {method: settings} '
                                      '(search_settings\' best_settings.json), merged.')
 _HIDDEN_LAYERS = flags.DEFINE_list('hidden_layers', ['conv3', 'conv5', 'fc6', 'fc7'],
@@ -69,9 +71,11 @@ def main(argv) -> int:
     if method in sweep_plan.pixel.METHODS:
       extra['generator'] = None
     run = os.path.join(out, f'{_PRESET.value}_{method}_classes')
+    seeds = _CLASS_SEEDS.value if method == 'dgnam' else (_BASELINE_SEEDS.value or
+                                                          _CLASS_SEEDS.value)
     t = time.time()
     sweep.run_sweep(sweep.config_with_preset(
-        _PRESET.value, out=run, seeds=_seeds(_CLASS_SEEDS.value), method=method, **extra))
+        _PRESET.value, out=run, seeds=_seeds(seeds), method=method, **extra))
     timings[f'synthesize {os.path.basename(run)}'] = round(time.time() - t, 1)
     _log(f'{run}: {timings[f"synthesize {os.path.basename(run)}"]:.0f} s')
     runs.append(run)
