@@ -42,6 +42,7 @@ _HIDDEN_LAYERS = flags.DEFINE_list('hidden_layers', ['conv3', 'conv5', 'fc6', 'f
 _HIDDEN_UNITS = flags.DEFINE_string('hidden_units', '0-63', 'Units per hidden layer.')
 _HIDDEN_SEEDS = flags.DEFINE_string('hidden_seeds', '0-4', 'Seeds per hidden unit.')
 _CACHE_DIR = flags.DEFINE_string('cache_dir', None, 'Decoded-image cache.')
+_ITERS = flags.DEFINE_integer('iters', None, 'Override every method\'s iterations (smoke tests).')
 _EXTRA = flags.DEFINE_list('extra_md', [], 'Markdown appended to the report.')
 
 
@@ -67,7 +68,7 @@ def main(argv) -> int:
   for method in _METHODS.value:
     if method not in sweep_plan.METHODS:
       raise app.UsageError(f'--methods: unknown method {method!r}')
-    extra = dict(settings.get(method, {}))
+    extra = dict(settings.get(method, {}), iters=_ITERS.value)
     if method in sweep_plan.pixel.METHODS:
       extra['generator'] = None
     run = os.path.join(out, f'{_PRESET.value}_{method}_classes')
@@ -84,7 +85,7 @@ def main(argv) -> int:
     t = time.time()
     sweep.run_sweep(sweep.config_with_preset(
         _PRESET.value, out=run, layer=layer, units=_HIDDEN_UNITS.value,
-        seeds=_seeds(_HIDDEN_SEEDS.value)))
+        seeds=_seeds(_HIDDEN_SEEDS.value), iters=_ITERS.value))
     timings[f'synthesize {os.path.basename(run)}'] = round(time.time() - t, 1)
     _log(f'{run}: {timings[f"synthesize {os.path.basename(run)}"]:.0f} s')
     runs.append(run)
