@@ -87,6 +87,24 @@ def normalized(g: jax.Array) -> tuple[jax.Array, jax.Array]:
   return jnp.where(ok, scaled, 0.0), norm
 
 
+def _image_gradient(pipe: Pipeline, objective: Objective, gen_params, clf_params, h, target):
+  """(activation, its gradient w.r.t. the classifier crop, crop VJP, generator VJP) for ONE h."""
+  x0, gen_vjp = jax.vjp(lambda c: pipe.generate(gen_params, c[None])[0], h)
+  xc, crop_vjp = jax.vjp(pipe.to_classifier, x0)
+
+  def act_fn(x):
+    return targets_lib.activation(pipe.classify(clf_params, x[None]), target, objective)
+
+  act, g = jax.value_and_grad(act_fn)(xc)
+  return act, g, crop_vjp, gen_vjp
+
+
+def _bound_and_decay(h, lower, upper, l2):
+  """The original's order: clip to the code bounds, then multiply by the L2 factor (if < 1)."""
+  h = jnp.clip(h, lower, upper)
+  return jnp.where((l2 > 0) & (l2 < 1), h * l2, h)
+
+
 def dgnam_step(pipe: Pipeline, objective: Objective, gen_params, clf_params, h: jax.Array,
                target: Target, lr_i: jax.Array, l2: jax.Array, lower: jax.Array,
                upper: jax.Array):
@@ -95,20 +113,12 @@ def dgnam_step(pipe: Pipeline, objective: Objective, gen_params, clf_params, h: 
   Returns:
     (new code, activation of the image drawn from ``h``, stop flag).
   """
-  x0, gen_vjp = jax.vjp(lambda c: pipe.generate(gen_params, c[None])[0], h)
-  xc, crop_vjp = jax.vjp(pipe.to_classifier, x0)
-
-  def act_fn(x):
-    return targets_lib.activation(pipe.classify(clf_params, x[None]), target, objective)
-
-  act, g = jax.value_and_grad(act_fn)(xc)
+  act, g, crop_vjp, gen_vjp = _image_gradient(pipe, objective, gen_params, clf_params, h, target)
   step_img, g_norm = normalized(g)
   (diff,) = crop_vjp(lr_i * step_img)  # the original pastes the stepped crop back into x0
   (gh,) = gen_vjp(diff)
   step_h, gh_norm = normalized(gh)
-  new_h = h + lr_i * step_h
-  new_h = jnp.clip(new_h, lower, upper)
-  new_h = jnp.where((l2 > 0) & (l2 < 1), new_h * l2, new_h)
+  new_h = _bound_and_decay(h + lr_i * step_h, lower, upper, l2)
   return new_h, act, (g_norm == 0) | (gh_norm == 0)
 
 
@@ -119,10 +129,7 @@ def dgnam_adam_step(pipe: Pipeline, objective: Objective, gen_params, clf_params
   ``adam`` is (m, v, t); bounds and the L2 factor apply as in :func:`dgnam_step`.
   Returns (new code, activation, stop flag, new adam state).
   """
-  x0, gen_vjp = jax.vjp(lambda c: pipe.generate(gen_params, c[None])[0], h)
-  xc, crop_vjp = jax.vjp(pipe.to_classifier, x0)
-  act, g = jax.value_and_grad(
-      lambda x: targets_lib.activation(pipe.classify(clf_params, x[None]), target, objective))(xc)
+  act, g, crop_vjp, gen_vjp = _image_gradient(pipe, objective, gen_params, clf_params, h, target)
   (gh,) = gen_vjp(crop_vjp(g)[0])
   m, v, t = adam
   t = t + 1
@@ -130,8 +137,7 @@ def dgnam_adam_step(pipe: Pipeline, objective: Objective, gen_params, clf_params
   v = 0.999 * v + 0.001 * gh * gh
   step = (m / (1 - 0.9 ** t)) / (jnp.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
   ok = jnp.all(jnp.isfinite(gh))
-  new_h = jnp.clip(h + jnp.where(ok, lr_i * step, 0.0), lower, upper)
-  new_h = jnp.where((l2 > 0) & (l2 < 1), new_h * l2, new_h)
+  new_h = _bound_and_decay(h + jnp.where(ok, lr_i * step, 0.0), lower, upper, l2)
   return new_h, act, ~ok | (jnp.sum(jnp.square(gh)) == 0), (m, v, t)
 
 
