@@ -119,6 +119,7 @@ def test_trainer_resumes_exactly_and_exports(tiny):
   assert ref['metrics']['psnr_db'] == pytest.approx(res['metrics']['psnr_db'], abs=1e-3)
   for name in ('reconstructions.png', 'training_curves.png'):
     assert os.path.getsize(os.path.join(work, name)) > 1000
+    assert os.path.getsize(os.path.join(out, name)) > 1000
   with pytest.raises(ValueError, match='seed'):
     generator.train_generator(train, test, cls, TINY_GEN,
                               generator.GenTrainConfig(epochs=2.0, batch_size=20, seed=4), work,

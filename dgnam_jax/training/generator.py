@@ -210,6 +210,11 @@ def make_train_step(parts: _Parts) -> Callable:
   return jax.jit(step, donate_argnums=0)
 
 
+def _spread(n: int, k: int) -> np.ndarray:
+  """min(k, n) indices evenly spaced over range(n)."""
+  return np.unique(np.linspace(0, n - 1, min(k, n)).round().astype(int))
+
+
 def train_generator(train: data.ImageSet, test: data.ImageSet, encoder_path: str,
                     config: small_gen.SmallGenConfig, cfg: GenTrainConfig, workdir: str,
                     out: str | None = None, run_info: Mapping[str, Any] | None = None,
@@ -269,8 +274,9 @@ def train_generator(train: data.ImageSet, test: data.ImageSet, encoder_path: str
     logging.info('resumed %s at step %d (epoch %.2f)', workdir, int(state['step']),
                  int(state['step']) / spe)
   step_fn = make_train_step(parts)
-  held_out = test.subset(np.arange(min(eval_images, len(test))))
-  grid_images = test.images[:16]
+  # Spread over the split: test sets are often sorted by class.
+  held_out = test.subset(_spread(len(test), eval_images))
+  grid_images = test.images[_spread(len(test), 16)]
   step = int(state['step'])
   end = total if stop_at_step is None else min(total, stop_at_step)
 
@@ -334,9 +340,10 @@ def train_generator(train: data.ImageSet, test: data.ImageSet, encoder_path: str
             'param_count': small.param_count(deploy), 'config': dataclasses.asdict(cfg),
             'bounds_from': f'{len(test)} held-out images', 'history': history}
     result['out'] = export_generator(out, config, deploy, mean_bgr, stats, encoder_path, info)
-    for name in (CURVES_FILE, RECON_FILE):
-      if os.path.exists(os.path.join(workdir, name)):
-        shutil.copy(os.path.join(workdir, name), os.path.join(out, name))
+    if os.path.exists(os.path.join(workdir, CURVES_FILE)):
+      shutil.copy(os.path.join(workdir, CURVES_FILE), os.path.join(out, CURVES_FILE))
+    reconstruction_grid(encoder, enc_params, deploy_gen, deploy, grid_images, mean_bgr,
+                        os.path.join(out, RECON_FILE))  # the exported net itself
     logging.info('exported %s', result['out'])
   return result
 
