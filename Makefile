@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow bench clean
+.PHONY: demo demo-full test test-slow bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/python -m experiments.demo --out=out/demo
+
+demo-full: $(STAMP)
+	$(BIN)/python -m experiments.demo --out=out/demo --tiny_classes=all
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow" tests

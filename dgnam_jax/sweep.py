@@ -57,6 +57,12 @@ PRESETS: dict[str, dict[str, Any]] = {
                     classifier=os.path.join(CHECKPOINTS, 'cifar10', 'classifier'),
                     layer='fc8', units='0-9', lr=8.0, lr_end=1e-10, iters=200, l2=0.99,
                     bounds_k=3.0, batch_per_device=10, gallery_scale=4),
+    # The 64 px default (checkpoints/tinyimagenet200): settings from its own search.
+    'tinyimagenet200': dict(generator=os.path.join(CHECKPOINTS, 'tinyimagenet200', 'generator'),
+                            classifier=os.path.join(CHECKPOINTS, 'tinyimagenet200',
+                                                    'classifier'),
+                            layer='fc8', units='0-199', lr=8.0, lr_end=1e-10, iters=200,
+                            l2=0.99, bounds_k=3.0, batch_per_device=20, gallery_scale=2),
 }
 
 

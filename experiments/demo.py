@@ -1,13 +1,16 @@
-r"""``make demo``: DGN-AM on the embedded CIFAR-10 default (committed checkpoints, CPU).
+r"""``make demo``: DGN-AM on the embedded defaults (committed checkpoints, CPU).
 
   python -m experiments.demo --out=out/demo
+  python -m experiments.demo --out=out/demo --tiny_classes=all     # make demo-full
 
 Synthesises the preferred image of each of the 10 CIFAR-10 classes (fc8 logits, 2 seeds each)
 and of 8 hidden conv5 units with the ``cifar10`` preset of ``experiments.synthesize``, unchanged:
 ``out/demo/cifar10/`` and ``out/demo/cifar10_conv5/`` are ordinary ``synthesize`` output
-directories (images, codes, ``manifest.json``, ``index.html``, ``grid.png``). ``out/demo/index.html``
-shows both, enlarged nearest-neighbour, with class names and activations. A rerun resumes (and so
-returns at once when everything is there).
+directories (images, codes, ``manifest.json``, ``index.html``, ``grid.png``). When the Tiny
+ImageNet-200 default is committed (``checkpoints/tinyimagenet200``), ``out/demo/tinyimagenet200/``
+adds 20 of its classes spread over the class list, one seed each (``--tiny_classes=all``: all
+200). ``out/demo/index.html`` shows every run, enlarged nearest-neighbour, with class names and
+activations. A rerun resumes (and so returns at once when everything is there).
 """
 
 from __future__ import annotations
@@ -30,21 +33,42 @@ _GENERATOR = flags.DEFINE_string('generator', None, 'Generator checkpoint (defau
                                  'committed CIFAR-10 one).')
 _CLASSIFIER = flags.DEFINE_string('classifier', None, 'Classifier checkpoint (default: the '
                                   'committed CIFAR-10 one).')
+_TINY_CLASSES = flags.DEFINE_string('tiny_classes', '20', 'Tiny ImageNet-200 classes: a count '
+                                    'spread over the list, "all", or 0 for none.')
 
 PRESET = 'cifar10'
+TINY = 'tinyimagenet200'
 
 
 def _runs(out: str) -> list[tuple[str, str, sweep.SweepConfig]]:
   """(section title, subdirectory, config) of each demo sweep."""
   common = dict(seeds=tuple(int(s) for s in _SEEDS.value), iters=_ITERS.value,
                 generator=_GENERATOR.value, classifier=_CLASSIFIER.value)
-  return [
+  runs = [
       ('CIFAR-10 classes (fc8 logits)', 'cifar10',
        sweep.config_with_preset(PRESET, out=os.path.join(out, 'cifar10'), **common)),
       ('Hidden conv5 units (centre position, before relu5)', 'cifar10_conv5',
        sweep.config_with_preset(PRESET, out=os.path.join(out, 'cifar10_conv5'), layer='conv5',
                                 units=_CONV5_UNITS.value, **dict(common, seeds=(0,)))),
   ]
+  tiny = sweep.PRESETS[TINY]
+  units = tiny_units(_TINY_CLASSES.value)
+  if units and os.path.isdir(tiny['generator']):
+    runs.append(('Tiny ImageNet-200 classes (fc8 logits, 64 px)', TINY, sweep.config_with_preset(
+        TINY, out=os.path.join(out, TINY), units=units, seeds=(0,), iters=_ITERS.value)))
+  elif units:
+    print(f'demo: {tiny["generator"]} is not there yet; Tiny ImageNet skipped', file=sys.stderr)
+  return runs
+
+
+def tiny_units(spec: str, n_classes: int = 200) -> str:
+  """Units for --tiny_classes: 'all', or a count spread evenly over the classes ('' for 0)."""
+  if spec == 'all':
+    return f'0-{n_classes - 1}'
+  k = int(spec)
+  if not 0 <= k <= n_classes:
+    raise ValueError(f'--tiny_classes must be "all" or 0..{n_classes}, got {spec!r}')
+  return ','.join(str(i * n_classes // k) for i in range(k)) if k else ''
 
 
 def _progress(name: str):
@@ -71,8 +95,8 @@ def main(argv) -> int:
     print(f'demo: error: {e}', file=sys.stderr)
     return 1
   settings = runs[0][2]
-  title = (f'DGN-AM on the embedded CIFAR-10 default: {settings.iters} iterations, lr '
-           f'{settings.lr:g}, L2 {settings.l2:g}, bounds [0, mean + {settings.bounds_k:g} std]')
+  title = (f'DGN-AM on the embedded defaults (CIFAR-10: {settings.iters} iterations, lr '
+           f'{settings.lr:g}, L2 {settings.l2:g}, bounds [0, mean + {settings.bounds_k:g} std])')
   page = report.write_gallery(out, [], title=title, scale=settings.gallery_scale, columns=10,
                               extra_sections=sections)
   print(f'demo: {sum(len(s[1]) - 1 for s in sections)} images in {time.time() - t0:.0f} s')
