@@ -9,8 +9,8 @@ preset's classifier (fc8) for ``--seeds`` with ``experiments.synthesize``'s engi
 ``<out>/trial_XX/`` (resumable), and is scored by the judge's top-1 / top-5 under both display
 conventions (the saved stretch, and generator output + mean clipped to 0-255) and by seed
 diversity (share of same-class image pairs with mean absolute difference >= 20/255). Results go
-to ``<out>/search.json`` and a Markdown table ``<out>/search.md``, best first: ranked by the
-lower of the two top-1 scores, then by diversity; the best trial's settings also go to
+to ``<out>/search.json`` and a Markdown table ``<out>/search.md``, best first (:func:`rank_trials`:
+trials whose seeds stay distinct first, then the lower of the two top-1 scores, then diversity); the best trial's settings also go to
 ``<out>/best_settings.json`` ({method: settings}, for ``experiments.evaluate_preset
 --method_settings``). Look at the trials' ``grid.png`` before picking.
 """
@@ -150,8 +150,7 @@ def main(argv) -> int:
     print(f'trial {i}: {trial}: judge top-1 {scores["top1_original"]:.2f} (original) / '
           f'{scores["top1_photo"]:.2f} (photo), diversity '
           f'{scores["diversity_original"]["mean"]:.2f}, {time.time() - t0:.0f} s', flush=True)
-  ranked = sorted(results, key=lambda r: (-min(r['top1_original'], r['top1_photo']),
-                                          -r['diversity_photo']['mean']))
+  ranked = rank_trials(results)
   record = {'preset': _PRESET.value, 'judge': os.path.abspath(_JUDGE.value),
             'seeds': list(seeds), 'classes': len(set(labels)), 'command': ' '.join(sys.argv),
             'trials': ranked}
@@ -168,6 +167,16 @@ def main(argv) -> int:
           f"{r['top1_original']:.2f} / {r['top1_photo']:.2f}, diversity "
           f"{r['diversity_original']['mean']:.2f} / {r['diversity_photo']['mean']:.2f}")
   return 0
+
+
+def rank_trials(results: list[dict], min_diversity: float = 0.8) -> list[dict]:
+  """Best first: trials whose seeds do not collapse (distinct pairs >= ``min_diversity`` under
+  both conventions) before those that do, then the lower of the two judge top-1 scores, then
+  diversity."""
+  def key(r):
+    div = min(r['diversity_original']['mean'], r['diversity_photo']['mean'])
+    return (div < min_diversity, -min(r['top1_original'], r['top1_photo']), -div)
+  return sorted(results, key=key)
 
 
 def best_settings(method: str, trial: dict) -> dict:
