@@ -49,6 +49,11 @@ _PAD = flags.DEFINE_integer('pad', _DEFAULT.pad, 'Random-crop padding of the rea
 _FLIP = flags.DEFINE_bool('flip', _DEFAULT.flip, 'Random horizontal flips.')
 _SEED = flags.DEFINE_integer('seed', _DEFAULT.seed, 'Init, data order and augmentation seed.')
 _EVAL_IMAGES = flags.DEFINE_integer('eval_images', 1000, 'Held-out images scored per epoch.')
+_INIT_FROM = flags.DEFINE_string('init_from', None, 'A previous run\'s workdir (same '
+                                 'architecture): start this run (a new stage with its own '
+                                 'schedule and loss weights) from its G and D.')
+_EXPORT_PARTIAL = flags.DEFINE_bool('export_partial', False, 'With --stop_at_step: export the '
+                                    'generator there (to look at a run mid-schedule).')
 
 
 def main(argv) -> int:
@@ -70,7 +75,9 @@ def _train(train, test, workdir, out, run_info, **loop) -> dict:
       w_pool5=_W_POOL5.value, w_adv=_W_ADV.value, output_scale=_SCALE.value,
       balance=_BALANCE.value, pad=_PAD.value, flip=_FLIP.value, seed=_SEED.value)
   return generator.train_generator(train, test, _CLASSIFIER.value, config, cfg, workdir, out,
-                                   run_info, eval_images=_EVAL_IMAGES.value, **loop)
+                                   run_info, eval_images=_EVAL_IMAGES.value,
+                                   export_partial=_EXPORT_PARTIAL.value,
+                                   init_from=_INIT_FROM.value, **loop)
 
 
 

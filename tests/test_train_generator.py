@@ -5,6 +5,7 @@ runners (``experiments.train_generator``, ``experiments.code_bounds``) run as su
 their flags share names with ``experiments.train_classifier``.
 """
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -141,6 +142,22 @@ def test_trainer_resumes_exactly_and_exports(tiny):
   again = gen_eval.reconstruction_metrics(enc, enc_params, module, params, test,
                                           enc_meta['mean']['per_channel'])
   assert again['psnr_db'] == pytest.approx(t['test_psnr_db'], abs=1e-3)
+
+  # A second stage starts from the first one's G (here exported before any step of its own).
+  stage2 = str(root / 'g_stage2')
+  res2 = generator.train_generator(
+      train, test, cls, TINY_GEN, dataclasses.replace(TINY_CFG, w_adv=0.0, lr=1e-4),
+      str(root / 'g_work2'), stage2, stop_at_step=0, export_partial=True, init_from=work,
+      checkpoint_every_secs=1e9)
+  assert res2['out'] == stage2 and not res2['done']
+  _, params2, meta2 = load_checkpoint(stage2)
+  jax.tree.map(np.testing.assert_array_equal, params2, params)
+  assert meta2['training']['init_from'] == os.path.abspath(work)
+  # Stages add up (the first stage's wall time as of its last save, a little under its export's).
+  assert meta2['training']['wall_time_s'] >= 0.8 * t['wall_time_s']
+  with pytest.raises(ValueError, match='init_from'):
+    generator.train_generator(train, test, cls, TINY_GEN, TINY_CFG, str(root / 'g_work3'), None,
+                              init_from=str(root / 'nowhere'))
 
 
 def _run(module, *args):

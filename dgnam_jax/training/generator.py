@@ -210,6 +210,24 @@ def make_train_step(parts: _Parts) -> Callable:
   return jax.jit(step, donate_argnums=0)
 
 
+def _warm_start(state: dict, parts: _Parts, init_from: str) -> tuple[dict, float]:
+  """``state`` with G and D from ``init_from``'s latest checkpoint; (state, its wall time)."""
+  if not os.path.isdir(os.path.join(init_from, 'checkpoints')):
+    raise ValueError(f'--init_from {init_from}: not a generator training workdir')
+  prev_wd = training.Workdir(init_from)
+  try:
+    prev = prev_wd.restore(jax.eval_shape(lambda: state))
+  finally:
+    prev_wd.close()
+  if prev is None:
+    raise ValueError(f'--init_from {init_from}: no checkpoint to start from')
+  g, d = (jax.tree.map(lambda a: jnp.asarray(np.asarray(a)), prev[0][k]) for k in ('g', 'd'))
+  tx_g, tx_d = _optimizers(parts.cfg, parts.total_steps)
+  logging.info('new stage from %s at its step %d', init_from, int(prev[0]['step']))
+  return dict(state, g=g, d=d, g_opt=tx_g.init(g), d_opt=tx_d.init(d)), float(
+      prev[1].get('wall_s', 0.0))
+
+
 def _spread(n: int, k: int) -> np.ndarray:
   """min(k, n) indices evenly spaced over range(n)."""
   return np.unique(np.linspace(0, n - 1, min(k, n)).round().astype(int))
@@ -219,7 +237,9 @@ def train_generator(train: data.ImageSet, test: data.ImageSet, encoder_path: str
                     config: small_gen.SmallGenConfig, cfg: GenTrainConfig, workdir: str,
                     out: str | None = None, run_info: Mapping[str, Any] | None = None,
                     stop_at_step: int | None = None, checkpoint_every_secs: float = 300.0,
-                    log_every_steps: int = 50, eval_images: int = 1000) -> dict[str, Any]:
+                    log_every_steps: int = 50, eval_images: int = 1000,
+                    export_partial: bool = False, init_from: str | None = None
+                    ) -> dict[str, Any]:
   """Trains (or resumes) a generator for the classifier at ``encoder_path``; exports when done.
 
   Args:
@@ -234,6 +254,10 @@ def train_generator(train: data.ImageSet, test: data.ImageSet, encoder_path: str
     checkpoint_every_secs: save at least this often, besides each epoch end.
     log_every_steps: log the running losses this often.
     eval_images: held-out images scored after each epoch (all of them at export).
+    export_partial: export at ``stop_at_step`` too (a look at a run mid-schedule; its metadata
+      records the steps done).
+    init_from: a finished (or stopped) run's workdir with the same architecture: a new run
+      starts from its G and D (fresh optimisers and schedule; a fine-tuning stage).
 
   Returns:
     {'step', 'done', 'history', 'metrics' (final, when done), 'out', 'wall_s'}.
@@ -252,11 +276,14 @@ def train_generator(train: data.ImageSet, test: data.ImageSet, encoder_path: str
   stream = data.BatchStream(train, cfg.batch_size, cfg.seed, cfg.pad, cfg.flip)
   spe = stream.steps_per_epoch
   total = max(1, int(round(cfg.epochs * spe)))
-  training.check_run_config(workdir, {
+  run_config = {
       'net': config.to_dict(), 'train': dataclasses.asdict(cfg), 'train_images': len(train),
       'test_images': len(test), 'encoder': os.path.abspath(encoder_path),
       'encoder_metadata_sha256': report.sha256_file(os.path.join(encoder_path, 'dgnam.json')),
-      'data': (run_info or {}).get('data')})
+      'data': (run_info or {}).get('data')}
+  if init_from:  # only then, so older single-stage workdirs still resume
+    run_config['init_from'] = os.path.abspath(init_from)
+  training.check_run_config(workdir, run_config)
   parts = _Parts(encoder, small_gen.SmallDeePSim(config, output_scale=cfg.output_scale,
                                                  fast_weight_grad=True),
                  Discriminator(config.image_size), cfg, total)
@@ -265,6 +292,9 @@ def train_generator(train: data.ImageSet, test: data.ImageSet, encoder_path: str
   history, wall0 = [], 0.0
   if restored is None:
     state = init_state(parts, config.code_dim)
+    if init_from:
+      state, prior_wall = _warm_start(state, parts, init_from)
+      wall0 = prior_wall  # the model card's wall time counts every stage
     logging.info('new run in %s: %d train / %d test images, %d steps (%d per epoch), G %d '
                  'parameters, D %d', workdir, len(train), len(test), total, spe,
                  small.param_count(state['g']), small.param_count(state['d']))
@@ -320,7 +350,7 @@ def train_generator(train: data.ImageSet, test: data.ImageSet, encoder_path: str
     wd.close()
   result = {'step': step, 'done': step >= total, 'history': history, 'wall_s': wall(),
             'out': None, 'metrics': None}
-  if step < total:
+  if step < total and not export_partial:
     return result
   deploy = small_gen.fold_output_scale(jax.device_get(state['g']), cfg.output_scale)
   ev = reconstruction_metrics(encoder, enc_params, deploy_gen, deploy, test, mean_bgr)
@@ -332,13 +362,14 @@ def train_generator(train: data.ImageSet, test: data.ImageSet, encoder_path: str
     logging.warning('%s exists; not exporting again', out)
   elif out:
     from dgnam_jax.training.classifier import device_description  # pylint: disable=g-import-not-at-top
-    info = {**(run_info or {}), 'epochs': cfg.epochs, 'steps': total,
+    info = {**(run_info or {}), 'epochs': cfg.epochs * step / total, 'steps': step,
             'train_images': len(train), 'test_images': len(test),
             'test_psnr_db': ev['psnr_db'], 'test_mse': ev['mse'],
             'test_code_rel_err': ev['code_rel_err'], 'wall_time_s': round(wall(), 1),
             'seed': cfg.seed, 'device': device_description(),
             'param_count': small.param_count(deploy), 'config': dataclasses.asdict(cfg),
-            'bounds_from': f'{len(test)} held-out images', 'history': history}
+            'bounds_from': f'{len(test)} held-out images', 'history': history,
+            **({'init_from': os.path.abspath(init_from)} if init_from else {})}
     result['out'] = export_generator(out, config, deploy, mean_bgr, stats, encoder_path, info)
     if os.path.exists(os.path.join(workdir, CURVES_FILE)):
       shutil.copy(os.path.join(workdir, CURVES_FILE), os.path.join(out, CURVES_FILE))
