@@ -48,6 +48,8 @@ _LR = flags.DEFINE_list('lr_range', ['0.5', '16'], 'Log-uniform lr range.')
 _ITERS = flags.DEFINE_list('iters_choices', ['100', '200', '300'], 'Iteration counts.')
 _L2 = flags.DEFINE_list('l2_choices', ['0.99', '0.995', '0.999', '1.0'], 'Code decay factors.')
 _K = flags.DEFINE_list('bounds_k_choices', ['1', '1.5', '2', '3', '4', '6'], 'Bounds multiples.')
+_BASE_ITERS = flags.DEFINE_integer('iters', None, 'The preset\'s iterations replaced (the first '
+                                   'trial and the fixed budget of the other methods; smoke runs).')
 _PIXEL_LRS = flags.DEFINE_list('pixel_lrs', ['1', '4', '16'], 'Learning rates (pixel units) of '
                                'the pixel-space ascent baseline, run with the best trial\'s '
                                'iterations and seeds (empty: no baseline).')
@@ -123,6 +125,8 @@ def main(argv) -> int:
   out = os.path.abspath(_OUT.value)
   os.makedirs(out, exist_ok=True)
   base = sweep.PRESETS[_PRESET.value]
+  if _BASE_ITERS.value:
+    base = dict(base, iters=_BASE_ITERS.value)
   judge = judging.Judge(_JUDGE.value)
   nets_ = {'generator': _GENERATOR.value or base['generator'],
            'classifier': _CLASSIFIER.value or base['classifier']}
