@@ -22,6 +22,7 @@ import sys
 from absl import app
 from absl import flags
 
+from dgnam_jax import checkpoint
 from dgnam_jax.nets import small_gen
 from dgnam_jax.training import generator
 from experiments import _training_log as runner
@@ -82,7 +83,6 @@ def _train(train, test, workdir, out, run_info, **loop) -> dict:
 
 
 def _code_dim(classifier_path: str) -> int:
-  from dgnam_jax import checkpoint  # pylint: disable=g-import-not-at-top
   meta = checkpoint.read_metadata(classifier_path)
   shape = next((b['shape'] for b in meta['blobs'] if b['name'] == generator.CODE_BLOB), None)
   if shape is None:

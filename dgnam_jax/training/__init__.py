@@ -162,3 +162,9 @@ def plot_curves(history: Sequence[Mapping[str, float]], path: str, title: str = 
   tmp = path + '.tmp.png'
   img.save(tmp)
   os.replace(tmp, path)
+
+
+def device_description() -> str:
+  """'cpu x1 (cpu); 2 host CPU cores': where a run trained (for the model card)."""
+  d = jax.devices()[0]
+  return f'{d.platform} x{jax.device_count()} ({d.device_kind}); {os.cpu_count()} host CPU cores'

@@ -207,11 +207,6 @@ def export_classifier(path: str, config, params: Mapping[str, Any],
   return checkpoint.save(path, params, meta, {'mean': mean})
 
 
-def device_description() -> str:
-  d = jax.devices()[0]
-  return f'{d.platform} x{jax.device_count()} ({d.device_kind}); {os.cpu_count()} host CPU cores'
-
-
 def train_classifier(train: data.ImageSet, test: data.ImageSet, config,
                      cfg: TrainConfig, workdir: str, out: str | None = None,
                      run_info: Mapping[str, Any] | None = None, stop_at_step: int | None = None,
@@ -327,7 +322,7 @@ def train_classifier(train: data.ImageSet, test: data.ImageSet, config,
             'train_images': len(train), 'test_images': len(test),
             'test_accuracy': ev['acc'], 'test_loss': ev['loss'],
             'wall_time_s': round(wall(), 1), 'seed': cfg.seed, 'width': config.width,
-            'device': device_description(), 'param_count': small.param_count(deploy),
+            'device': training.device_description(), 'param_count': small.param_count(deploy),
             'config': dataclasses.asdict(cfg), 'history': history}
     result['out'] = export_classifier(out, config, deploy, mean_bgr, train.class_names, info,
                                       cfg.dropout)

@@ -361,12 +361,11 @@ def train_generator(train: data.ImageSet, test: data.ImageSet, encoder_path: str
   if out and os.path.exists(out):
     logging.warning('%s exists; not exporting again', out)
   elif out:
-    from dgnam_jax.training.classifier import device_description  # pylint: disable=g-import-not-at-top
     info = {**(run_info or {}), 'epochs': cfg.epochs * step / total, 'steps': step,
             'train_images': len(train), 'test_images': len(test),
             'test_psnr_db': ev['psnr_db'], 'test_mse': ev['mse'],
             'test_code_rel_err': ev['code_rel_err'], 'wall_time_s': round(wall(), 1),
-            'seed': cfg.seed, 'device': device_description(),
+            'seed': cfg.seed, 'device': training.device_description(),
             'param_count': small.param_count(deploy), 'config': dataclasses.asdict(cfg),
             'bounds_from': f'{len(test)} held-out images', 'history': history,
             **({'init_from': os.path.abspath(init_from)} if init_from else {})}
