@@ -69,6 +69,9 @@ def _generator_section(path: str, meta: dict) -> list[str]:
           f'{t.get("train_images")} images, seed {t.get("seed")}, '
           f'{_hours(t.get("wall_time_s", 0))} wall on {t.get("device")}.',
           f'- Command: `{t.get("command")}`',
+          *([f'- A second training stage: it started from the G and D of the run in '
+             f'`{t["init_from"]}` (first stage: see the notes below); the wall time counts both '
+             'stages.'] if t.get('init_from') else []),
           f'- Code bounds (`bounds.npy`, kind `{g["bounds_kind"]}`, from {t.get("bounds_from")}): '
           f'{100 * float((stats[0] == 0).mean()):.1f} % of units never active; upper bound '
           f'mean + 3 std: mean {upper.mean():.3f}, max {upper.max():.3f}.', '']
