@@ -1,0 +1,112 @@
+"""``make demo``'s synthesis step and the settings search on the committed CIFAR-10 checkpoints.
+
+Both run as subprocesses (their flags share names with other runners) with very few iterations;
+the full demo is a benchmark (BUILD_NOTES.md), not a test.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+
+from dgnam_jax import checkpoint, sweep
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CIFAR = os.path.join(ROOT, 'checkpoints', 'cifar10')
+
+
+def _run(*args):
+  proc = subprocess.run([sys.executable, '-m', *args], cwd=ROOT, capture_output=True, text=True,
+                        timeout=900)
+  assert proc.returncode == 0, proc.stdout + proc.stderr
+  return proc.stdout + proc.stderr
+
+
+def test_committed_checkpoints_are_complete_and_small():
+  for sub in ('classifier', 'generator', 'judge'):
+    path = os.path.join(CIFAR, sub)
+    meta = checkpoint.read_metadata(path)
+    size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+    assert size <= 50e6, (sub, size)
+    assert meta['training']['command'] and meta['training']['wall_time_s'] > 0
+  gen = checkpoint.read_metadata(os.path.join(CIFAR, 'generator'))['generator']
+  assert os.path.normpath(os.path.join(CIFAR, 'generator', gen['encoder']['checkpoint'])) == \
+      os.path.join(CIFAR, 'classifier')
+  assert os.path.exists(os.path.join(CIFAR, 'MODEL_CARD.md'))
+  assert sweep.PRESETS['cifar10']['generator'] == os.path.join(CIFAR, 'generator')
+
+
+def test_demo_synthesis_step(tmp_path):
+  out = tmp_path / 'demo'
+  log = _run('experiments.demo', f'--out={out}', '--iters=3', '--conv5_units=0-1')
+  assert 'demo: open' in log
+  page = (out / 'index.html').read_text()
+  with open(out / 'cifar10' / 'manifest.json') as f:
+    rows = json.load(f)['rows']
+  assert len(rows) == 20 and {r['class_name'] for r in rows} >= {'airplane', 'truck'}
+  assert all(r['iterations'] == 3 for r in rows)
+  for r in rows[:2] + rows[-2:]:
+    assert f'cifar10/{r["image"]}' in page
+    with Image.open(out / 'cifar10' / r['image']) as im:
+      assert im.size == (32, 32)
+  with open(out / 'cifar10_conv5' / 'manifest.json') as f:
+    conv5 = json.load(f)['rows']
+  assert [r['unit'] for r in conv5] == [0, 1] and all(r['layer'] == 'conv5' for r in conv5)
+  assert (out / 'cifar10' / 'grid.png').exists() and (out / 'cifar10_conv5' / 'grid.png').exists()
+  # A rerun resumes: nothing is synthesised again and the images are unchanged.
+  before = np.asarray(Image.open(out / 'cifar10' / rows[0]['image']))
+  _run('experiments.demo', f'--out={out}', '--iters=3', '--conv5_units=0-1')
+  np.testing.assert_array_equal(np.asarray(Image.open(out / 'cifar10' / rows[0]['image'])), before)
+
+
+def test_settings_search_smoke(tmp_path):
+  out = tmp_path / 'search'
+  log = _run('experiments.search_settings', f'--judge={os.path.join(CIFAR, "judge")}',
+             f'--out={out}', '--trials=2', '--seeds=0', '--iters=3', '--iters_choices=2',
+             '--pixel_lrs=2')
+  with open(out / 'search.json') as f:
+    rec = json.load(f)
+  assert len(rec['trials']) == 2 and rec['classes'] == 10
+  for t in rec['trials'] + rec['pixel']:
+    assert 0.0 <= t['top1_photo'] <= 1.0 and 0.0 <= t['top5_original'] <= 1.0
+  assert {t['iters'] for t in rec['trials']} <= {2, 3}  # the (shortened) preset or a draw
+  assert 'trial' in (out / 'search.md').read_text() and 'pixel ascent' in log
+  with open(out / 'best_settings.json') as f:
+    assert json.load(f)['dgnam']['lr'] == rec['trials'][0]['lr']
+  # A baseline method's own search: its budget is the preset's iterations, its lr its own.
+  out = tmp_path / 'search_tv'
+  _run('experiments.search_settings', f'--judge={os.path.join(CIFAR, "judge")}', f'--out={out}',
+       '--method=pixel_tv', '--trials=2', '--seeds=0', '--iters=3', '--pixel_lrs=')
+  with open(out / 'search.json') as f:
+    rec = json.load(f)
+  assert {t['iters'] for t in rec['trials']} == {3}  # the same budget for every trial
+  assert all('tv=' in t.get('method_args', 'tv=') for t in rec['trials']) and rec['pixel'] == []
+  with open(out / 'best_settings.json') as f:
+    assert set(json.load(f)) == {'pixel_tv'}
+
+
+def test_evaluate_preset_smoke(tmp_path):
+  """The whole preset evaluation (two methods, one hidden layer) on the committed test subset."""
+  npz = os.path.join(ROOT, 'tests', 'fixtures', 'images', 'cifar10_tiny_jpeg.npz')
+  report_md = tmp_path / 'report.md'
+  _run('experiments.evaluate_preset', '--preset=cifar10', f'--data={npz}',
+       f'--judge={os.path.join(CIFAR, "judge")}', f'--out={tmp_path / "eval"}',
+       f'--report={report_md}', '--class_seeds=0-1', '--baseline_seeds=0', '--methods=dgnam,pixel',
+       '--hidden_layers=conv5', '--hidden_units=0-1', '--hidden_seeds=0', '--iters=3')
+  with open(tmp_path / 'eval' / 'metrics' / 'metrics.json') as f:
+    runs = json.load(f)['runs']
+  assert runs['cifar10_dgnam_classes']['judge']['images'] == 20
+  assert runs['cifar10_pixel_classes']['judge']['images'] == 10
+  assert runs['cifar10_dgnam_conv5']['m1_hidden']['raw']['n'] == 2
+  text = report_md.read_text()
+  assert 'cifar10_pixel_classes' in text and 'Wall times' in text and 'Fig. S17' in text
+
+
+def test_demo_rejects_a_bad_class_count(tmp_path):
+  proc = subprocess.run([sys.executable, '-m', 'experiments.demo', f'--out={tmp_path / "d"}',
+                         '--tiny_classes=300'], cwd=ROOT, capture_output=True, text=True)
+  assert proc.returncode == 1 and '--tiny_classes' in proc.stderr
+  assert not (tmp_path / 'd').exists()  # no partial output
