@@ -32,6 +32,7 @@ import numpy as np
 
 from dgnam_jax import targets as targets_lib
 from dgnam_jax.optimize import OptimizeResult, normalized, pack_slots
+from dgnam_jax.units import SLOT_SEED_STRIDE
 
 INIT_STD = 10.0  # pixel units (0-255 scale): faint noise around the mean image
 # Square root of ImageNet's RGB colour covariance (as Lucid's color_correlation_svd_sqrt),
@@ -268,10 +269,13 @@ def optimize_pixels(classify, clf_params, x0, tgts, objective, *, iters: int, lr
   if l2 < 1:
     method = dataclasses.replace(method, l2=l2)
   n = len(x0)
+  seeds = np.zeros(n, np.int64) if seeds is None else np.asarray(seeds, np.int64)
+  # The sweep's slot key (units.Request.slot_key): requests that share a unit still fill distinct
+  # slots, so N requests take ceil(N / batch) calls instead of one call per repeat of a unit.
+  slot_keys = np.asarray(tgts.unit, np.int64) + SLOT_SEED_STRIDE * seeds
   res = run_requests(method, classify, clf_params, np.asarray(x0), tgts, objective, iters=iters,
-                     lr=lr, lr_end=lr_end, mean_bgr=mean_bgr,
-                     seeds=np.zeros(n, np.int64) if seeds is None else seeds,
-                     batch_per_device=batch)
+                     lr=lr, lr_end=lr_end, mean_bgr=mean_bgr, seeds=seeds,
+                     batch_per_device=batch, slot_keys=slot_keys)
   return res.images, res.activations
 
 

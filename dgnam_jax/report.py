@@ -238,7 +238,8 @@ def write_gallery(out_dir: str, rows: Sequence[Mapping[str, Any]], *, title: str
   Args:
     out_dir: the run's output directory; row 'image' paths are relative to it.
     rows: manifest rows (keys used: image, name, layer, unit, position, blend_unit, gamma,
-      class_name, activation, activation_init, label; all optional).
+      class_name, activation, activation_init, label, scale (overrides ``scale``); all
+      optional).
     title: page title.
     scale: displayed enlargement of each image (pixelated, so pixels stay sharp).
     columns: cards per row.
@@ -258,9 +259,11 @@ def write_gallery(out_dir: str, rows: Sequence[Mapping[str, Any]], *, title: str
   sections = [(None, rows)] + list(extra_sections or [])
   body = [f'<h1>{esc(title)}</h1>']
   for heading, section_rows in sections:
+    if heading is None and not section_rows:
+      continue
     if heading is not None:
       body.append(f'<h2>{esc(heading)}</h2>')
-    cards = '\n'.join(_card(out_dir, row, scale) for row in section_rows)
+    cards = '\n'.join(_card(out_dir, row, row.get('scale', scale)) for row in section_rows)
     body.append(f'<div class="grid">\n{cards}\n</div>')
   page = ('<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
           f'<title>{esc(title)}</title><style>{style}</style></head>\n<body>\n'

@@ -83,23 +83,24 @@ def main(argv) -> int:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   out = os.path.abspath(_OUT.value)
   t0 = time.time()
-  sections = []
+  sections, grids = [], []  # the montages get their own section: they are much wider than a card
   try:
     runs = _runs(out)
     for title, sub, config in runs:
       manifest = sweep.run_sweep(config, _progress(sub), argv=sys.argv)
       rows = [dict(r, image=f'{sub}/{r["image"]}') for r in manifest['rows']]
-      grid = {'image': f'{sub}/grid.png', 'label': f'{sub}/grid.png'}
-      sections.append((f'{title}: {len(rows)} images ({sub}/)', rows + [grid]))
+      sections.append((f'{title}: {len(rows)} images ({sub}/)', rows))
+      grids.append({'image': f'{sub}/grid.png', 'label': f'{sub}/grid.png', 'scale': 1})
   except (ValueError, OSError) as e:
     print(f'demo: error: {e}', file=sys.stderr)
     return 1
   settings = runs[0][2]
   title = (f'DGN-AM on the embedded defaults (CIFAR-10: {settings.iters} iterations, lr '
            f'{settings.lr:g}, L2 {settings.l2:g}, bounds [0, mean + {settings.bounds_k:g} std])')
+  n_images = sum(len(s[1]) for s in sections)
   page = report.write_gallery(out, [], title=title, scale=settings.gallery_scale, columns=10,
-                              extra_sections=sections)
-  print(f'demo: {sum(len(s[1]) - 1 for s in sections)} images in {time.time() - t0:.0f} s')
+                              extra_sections=sections + [('Montages (grid.png)', grids)])
+  print(f'demo: {n_images} images in {time.time() - t0:.0f} s')
   print(f'demo: open {page}')
   for _, sub, _ in runs:
     print(f'demo: {os.path.join(out, sub)}/ (manifest.json, grid.png, index.html)')

@@ -160,7 +160,8 @@ def main(argv) -> int:
             'trials': ranked}
   best = ranked[0]
   record['pixel'] = [pixel_baseline(judge, pipe, clf_params, mean, labels, row_seeds,
-                                    best['iters'], float(lr), out) for lr in _PIXEL_LRS.value]
+                                    best['iters'], float(lr), out,
+                                    base.get('batch_per_device', 8)) for lr in _PIXEL_LRS.value]
   report.atomic_write_text(os.path.join(out, 'search.json'), json.dumps(record, indent=1))
   report.atomic_write_text(os.path.join(out, 'best_settings.json'),
                            json.dumps(best_settings(method, best), indent=1))
@@ -190,13 +191,14 @@ def best_settings(method: str, trial: dict) -> dict:
 
 
 def pixel_baseline(judge, pipe, clf_params, mean, labels, row_seeds, iters: int, lr: float,
-                   out: str) -> dict:
+                   out: str, batch: int = 8) -> dict:
   """Pixel-space ascent on the same (class, seed) requests; scores and a grid PNG."""
   t0 = time.time()
   shape = (*pipe.classifier_space.size, 3)
   x0 = pixel.initial_images(row_seeds, labels, shape)
   x, acts = pixel.optimize_pixels(pipe.classify, clf_params, x0, make_targets(labels),
-                                  Objective('fc8'), iters=iters, lr=lr, mean_bgr=mean)
+                                  Objective('fc8'), iters=iters, lr=lr, mean_bgr=mean,
+                                  seeds=row_seeds, batch=batch)
   rendered = {'original': np.stack([images.caffe_to_rgb_original(v) for v in x]),
               'photo': np.stack([images.caffe_to_rgb_mean(v, mean) for v in x])}
   scores = judging.score_class_images(judge, rendered, labels)
