@@ -79,10 +79,15 @@ def _jsonable(v):
   return v
 
 
-def _sheet(out_png: str, rows, rendered, top_real, real_images, scale: int = 2) -> None:
-  """One line per row: its synthetic photo, then the 5 real images that drive its unit most."""
-  tiles, labels = [], []
+def _sheet(out_png: str, rows, rendered, top_real, real_images, scale: int = 2,
+           max_lines: int = 20) -> None:
+  """Fig. S23: one line per unit (its first seed; at most ``max_lines``): the synthetic image as
+  saved, then the real images that drive the unit most (the same for every seed)."""
+  tiles, labels, seen = [], [], set()
   for i, r in enumerate(rows):
+    if (r['layer'], r['unit']) in seen or len(seen) >= max_lines:
+      continue
+    seen.add((r['layer'], r['unit']))
     tiles.append(images.enlarge(rendered['original'][i], scale))
     labels.append(f'{r.get("class_name") or r["layer"] + " " + str(r["unit"])} s{r["seed"]}')
     for j in top_real[i]:
