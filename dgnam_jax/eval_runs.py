@@ -109,18 +109,16 @@ def methods_grid(out_png: str, class_runs: dict, output_layer: str = 'fc8',
   keys = sorted({k for ix in index.values() for k in ix if k[1] in seeds})
   if not keys:
     raise ValueError(f'methods_grid: no {output_layer} rows with seeds {list(seeds)}')
-  class_name = {(r['unit']): r.get('class_name') for rows, _ in class_runs.values() for r in rows}
-  blank = None
+  class_name = {r['unit']: r.get('class_name') for rows, _ in class_runs.values() for r in rows}
+  # evaluate_preset names runs '<preset>_<method>_classes'; other names are shown whole.
+  methods = {n: n.split('_classes')[0].split('_', 1)[-1] for n in names}
+  blank = np.full_like(class_runs[names[0]][1][0], 255)
   tiles, labels = [], []
   for unit, seed in keys:
     for n in names:
-      rows, shown = class_runs[n]
       i = index[n].get((unit, seed))
-      if blank is None:
-        blank = np.full_like(shown[0], 255)
-      tiles.append(images.enlarge(blank if i is None else shown[i], scale))
-      method = n.split('_classes')[0].split('_', 1)[-1]
-      labels.append(f'{class_name.get(unit) or unit} s{seed}: {method}')
+      tiles.append(images.enlarge(blank if i is None else class_runs[n][1][i], scale))
+      labels.append(f'{class_name.get(unit) or unit} s{seed}: {methods[n]}')
   return images.save_image(out_png, images.grid(tiles, labels, len(names)))
 
 

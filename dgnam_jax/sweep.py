@@ -51,8 +51,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     'googlenet': dict(_CAFFENET, layer='loss3/classifier', lr=2.0,
                       units='643,624,304,629,437'),
     # The embedded default (checkpoints/cifar10, trained by this project). Settings: the best
-    # trial of the random search recorded in checkpoints/cifar10/MODEL_CARD.md. Batch 10: the 10 classes
-    # fill whole calls for any number of seeds (slot_key = unit + 1009 seed, 1009 = 9 mod 10).
+    # trial of the random search recorded in checkpoints/cifar10/MODEL_CARD.md. Batch 10: the
+    # 10 classes fill whole calls for any number of seeds (slot_key = unit + 1009 seed,
+    # 1009 = 9 mod 10).
     'cifar10': dict(generator=os.path.join(CHECKPOINTS, 'cifar10', 'generator'),
                     classifier=os.path.join(CHECKPOINTS, 'cifar10', 'classifier'),
                     layer='fc8', units='0-9', lr=4.5467, lr_end=1e-10, iters=200, l2=0.995,

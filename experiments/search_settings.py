@@ -9,10 +9,11 @@ preset's classifier (fc8) for ``--seeds`` with ``experiments.synthesize``'s engi
 ``<out>/trial_XX/`` (resumable), and is scored by the judge's top-1 / top-5 under both display
 conventions (the saved stretch, and generator output + mean clipped to 0-255) and by seed
 diversity (share of same-class image pairs with mean absolute difference >= 20/255). Results go
-to ``<out>/search.json`` and a Markdown table ``<out>/search.md``, best first (:func:`rank_trials`:
-trials whose seeds stay distinct first, then the lower of the two top-1 scores, then diversity); the best trial's settings also go to
-``<out>/best_settings.json`` ({method: settings}, for ``experiments.evaluate_preset
---method_settings``). Look at the trials' ``grid.png`` before picking.
+to ``<out>/search.json`` and a Markdown table ``<out>/search.md``, best first
+(:func:`rank_trials`: trials whose seeds stay distinct first, then the lower of the two top-1
+scores, then diversity); the best trial's settings also go to ``<out>/best_settings.json``
+({method: settings}, for ``experiments.evaluate_preset --method_settings``). Look at the
+trials' ``grid.png`` before picking.
 """
 
 from __future__ import annotations

@@ -210,7 +210,7 @@ def make_train_step(parts: _Parts) -> Callable:
   return jax.jit(step, donate_argnums=0)
 
 
-def _warm_start(state: dict, parts: _Parts, init_from: str) -> tuple[dict, float]:
+def _warm_start(state: dict, init_from: str) -> tuple[dict, float]:
   """``state`` with G and D from ``init_from``'s latest checkpoint; (state, its wall time)."""
   if not os.path.isdir(os.path.join(init_from, 'checkpoints')):
     raise ValueError(f'--init_from {init_from}: not a generator training workdir')
@@ -222,10 +222,9 @@ def _warm_start(state: dict, parts: _Parts, init_from: str) -> tuple[dict, float
   if prev is None:
     raise ValueError(f'--init_from {init_from}: no checkpoint to start from')
   g, d = (jax.tree.map(lambda a: jnp.asarray(np.asarray(a)), prev[0][k]) for k in ('g', 'd'))
-  tx_g, tx_d = _optimizers(parts.cfg, parts.total_steps)
   logging.info('new stage from %s at its step %d', init_from, int(prev[0]['step']))
-  return dict(state, g=g, d=d, g_opt=tx_g.init(g), d_opt=tx_d.init(d)), float(
-      prev[1].get('wall_s', 0.0))
+  # The fresh optimiser states of ``state`` depend on the parameters' shapes only: kept.
+  return dict(state, g=g, d=d), float(prev[1].get('wall_s', 0.0))
 
 
 def _spread(n: int, k: int) -> np.ndarray:
@@ -293,7 +292,7 @@ def train_generator(train: data.ImageSet, test: data.ImageSet, encoder_path: str
   if restored is None:
     state = init_state(parts, config.code_dim)
     if init_from:
-      state, prior_wall = _warm_start(state, parts, init_from)
+      state, prior_wall = _warm_start(state, init_from)
       wall0 = prior_wall  # the model card's wall time counts every stage
     logging.info('new run in %s: %d train / %d test images, %d steps (%d per epoch), G %d '
                  'parameters, D %d', workdir, len(train), len(test), total, spe,
