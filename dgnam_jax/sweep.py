@@ -66,6 +66,15 @@ PRESETS: dict[str, dict[str, Any]] = {
                             l2=0.99, bounds_k=3.0, batch_per_device=20, gallery_scale=2),
 }
 
+# DGN-AM ablations (issue: baselines): the preset's settings with one change. Their runs are
+# DGN-AM sweeps; the name says what changed.
+ABLATIONS: dict[str, dict[str, Any]] = {
+    'dgnam_nobounds': dict(bounds='none'),
+    'dgnam_bounds1x': dict(bounds_k=1.0),
+    'dgnam_bounds2x': dict(bounds_k=2.0),
+    'dgnam_bounds3x': dict(bounds_k=3.0),
+}
+
 
 def config_with_preset(preset: str | None, **explicit) -> SweepConfig:
   """A :class:`SweepConfig` from a preset name (or None) overridden by explicit settings."""

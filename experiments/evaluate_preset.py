@@ -7,7 +7,8 @@ r"""The whole evaluation of an embedded default in one command: synthesize, eval
 Runs (resumable ``synthesize`` sweeps under ``--out``): every class of the preset's classifier
 (fc8) for ``--class_seeds`` with each of ``--methods`` (DGN-AM with the preset's settings; other
 methods with the settings in ``--method_settings``, JSON files {method: {lr, method_args, ...}}
-written by their searches), and ``--hidden_units`` of each of ``--hidden_layers`` (DGN-AM) for
+written by their searches; the DGN-AM ablations of ``dgnam_jax.sweep.ABLATIONS`` with the
+preset's settings but one changed), and ``--hidden_units`` of each of ``--hidden_layers`` (DGN-AM) for
 ``--hidden_seeds``. Then ``experiments.evaluate``'s metrics over all runs and
 ``experiments.report``'s Markdown (``--report``). Timings of each stage go into the report.
 """
@@ -32,7 +33,9 @@ _OUT = flags.DEFINE_string('out', None, 'Root of the runs and metrics.', allow_o
 _REPORT = flags.DEFINE_string('report', None, 'The Markdown report to write.')
 _TITLE = flags.DEFINE_string('title', None, 'Report title.')
 _CLASS_SEEDS = flags.DEFINE_string('class_seeds', '0-49', 'Seeds per class (a-b).')
-_METHODS = flags.DEFINE_list('methods', ['dgnam'], 'Methods run on the classes.')
+_METHODS = flags.DEFINE_list('methods', ['dgnam'], 'Methods run on the classes: '
+                             'synthesize\'s --method values and the DGN-AM ablations '
+                             + ', '.join(sweep.ABLATIONS) + '.')
 _BASELINE_SEEDS = flags.DEFINE_string('baseline_seeds', None, 'Seeds per class of the methods '
                                       'other than dgnam (default: --class_seeds).')
 _METHOD_SETTINGS = flags.DEFINE_list('method_settings', [], 'JSON files {method: settings} '
@@ -64,11 +67,13 @@ def main(argv) -> int:
   for path in _METHOD_SETTINGS.value:
     with open(path) as f:
       settings.update(json.load(f))
+  unknown = [m for m in _METHODS.value if m not in sweep_plan.METHODS and m not in sweep.ABLATIONS]
+  if unknown:  # before any run starts: no partial output
+    raise app.UsageError(f'--methods: unknown method(s) {", ".join(unknown)}; valid: '
+                         f'{", ".join([*sweep_plan.METHODS, *sweep.ABLATIONS])}')
   timings, runs = {}, []
   for method in _METHODS.value:
-    if method not in sweep_plan.METHODS:
-      raise app.UsageError(f'--methods: unknown method {method!r}')
-    extra = dict(settings.get(method, {}), iters=_ITERS.value)
+    extra = dict(sweep.ABLATIONS.get(method, settings.get(method, {})), iters=_ITERS.value)
     if method in sweep_plan.pixel.METHODS:
       extra['generator'] = None
     run = os.path.join(out, f'{_PRESET.value}_{method}_classes')
@@ -76,7 +81,8 @@ def main(argv) -> int:
                                                           _CLASS_SEEDS.value)
     t = time.time()
     sweep.run_sweep(sweep.config_with_preset(
-        _PRESET.value, out=run, seeds=_seeds(seeds), method=method, **extra))
+        _PRESET.value, out=run, seeds=_seeds(seeds),
+        method='dgnam' if method in sweep.ABLATIONS else method, **extra))
     timings[f'synthesize {os.path.basename(run)}'] = round(time.time() - t, 1)
     _log(f'{run}: {timings[f"synthesize {os.path.basename(run)}"]:.0f} s')
     runs.append(run)

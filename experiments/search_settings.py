@@ -12,8 +12,9 @@ diversity (share of same-class image pairs with mean absolute difference >= 20/2
 to ``<out>/search.json`` and a Markdown table ``<out>/search.md``, best first
 (:func:`rank_trials`: trials whose seeds stay distinct first, then the lower of the two top-1
 scores, then diversity); the best trial's settings also go to ``<out>/best_settings.json``
-({method: settings}, for ``experiments.evaluate_preset --method_settings``). Look at the
-trials' ``grid.png`` before picking.
+({method: settings}, for ``experiments.evaluate_preset --method_settings``). With
+``--pixel_lrs``, no-prior pixel ascent runs the same requests with the best trial's iterations
+into ``<out>/pixel_lr<lr>/``. Look at the trials' ``grid.png`` before picking.
 """
 
 from __future__ import annotations
@@ -28,8 +29,7 @@ from absl import app
 from absl import flags
 import numpy as np
 
-from dgnam_jax import images, judging, pixel, report, sweep, sweep_plan
-from dgnam_jax.targets import Objective, make_targets
+from dgnam_jax import judging, pixel, report, sweep, sweep_plan
 from dgnam_jax.sweep_plan import load_pair
 
 _PRESET = flags.DEFINE_enum('preset', 'cifar10', list(sweep.PRESETS), 'Base settings and nets.')
@@ -100,7 +100,9 @@ def draw_settings(n: int, seed: int, base: dict, method: str = 'dgnam') -> list[
                       'l2': float(_choice(r, [float(v) for v in _L2.value])),
                       'bounds_k': float(_choice(r, [float(v) for v in _K.value]))}
   else:
-    fixed = {'iters': base['iters'], 'l2': base['l2'], 'bounds_k': base['bounds_k']}
+    fixed = {'iters': base['iters']}  # the same budget; code settings only where codes exist
+    if method not in pixel.METHODS:
+      fixed.update(l2=base['l2'], bounds_k=base['bounds_k'])
     first = {**fixed, **_FIRST[method]}
     draw = lambda r: {**fixed, **_DRAWS[method](r)}
   out = [first]
@@ -131,7 +133,7 @@ def main(argv) -> int:
   judge = judging.Judge(_JUDGE.value)
   nets_ = {'generator': _GENERATOR.value or base['generator'],
            'classifier': _CLASSIFIER.value or base['classifier']}
-  pipe, gen_params, clf_params, _, clf_meta = load_pair(nets_['generator'], nets_['classifier'])
+  pipe, gen_params, _, _, clf_meta = load_pair(nets_['generator'], nets_['classifier'])
   mean = clf_meta['mean']['per_channel']
   seeds = _seeds(_SEEDS.value)
   results = []
@@ -139,30 +141,27 @@ def main(argv) -> int:
   if method in pixel.METHODS:
     nets_['generator'] = None
   for i, trial in enumerate(draw_settings(_TRIALS.value, _SEARCH_SEED.value, base, method)):
-    t0 = time.time()
-    trial_dir = os.path.join(out, f'trial_{i:02d}')
-    config = sweep.config_with_preset(_PRESET.value, out=trial_dir, seeds=seeds, method=method,
-                                      **nets_, **trial)
-    manifest = sweep.run_sweep(config, argv=sys.argv)
-    labels = [r['unit'] for r in manifest['rows']]
-    row_seeds = [r['seed'] for r in manifest['rows']]
-    rendered = judging.render_sweep(trial_dir, pipe, gen_params, mean)
-    scores = judging.score_class_images(judge, rendered, labels)
-    acts = [r['activation'] for r in manifest['rows']]
-    results.append({'trial': i, **trial, 'dir': os.path.relpath(trial_dir, out),
-                    'median_activation': float(np.median(acts)), **scores,
-                    'wall_s': round(time.time() - t0, 1)})
-    print(f'trial {i}: {trial}: judge top-1 {scores["top1_original"]:.2f} (original) / '
-          f'{scores["top1_photo"]:.2f} (photo), diversity '
-          f'{scores["diversity_original"]["mean"]:.2f}, {time.time() - t0:.0f} s', flush=True)
+    config = sweep.config_with_preset(_PRESET.value, out=os.path.join(out, f'trial_{i:02d}'),
+                                      seeds=seeds, method=method, **nets_, **trial)
+    result, labels = _run_and_score(config, judge, pipe, gen_params, mean, out)
+    results.append({'trial': i, **trial, **result})
+    print(f'trial {i}: {trial}: judge top-1 {result["top1_original"]:.2f} (original) / '
+          f'{result["top1_photo"]:.2f} (photo), diversity '
+          f'{result["diversity_original"]["mean"]:.2f}, {result["wall_s"]:.0f} s', flush=True)
   ranked = rank_trials(results)
   record = {'preset': _PRESET.value, 'judge': os.path.abspath(_JUDGE.value),
             'seeds': list(seeds), 'classes': len(set(labels)), 'command': ' '.join(sys.argv),
             'trials': ranked}
   best = ranked[0]
-  record['pixel'] = [pixel_baseline(judge, pipe, clf_params, mean, labels, row_seeds,
-                                    best['iters'], float(lr), out,
-                                    base.get('batch_per_device', 8)) for lr in _PIXEL_LRS.value]
+  record['pixel'] = []
+  for lr in _PIXEL_LRS.value:  # no-prior pixel ascent on the same requests and budget
+    config = sweep.config_with_preset(_PRESET.value, out=os.path.join(out, f'pixel_lr{lr}'),
+                                      seeds=seeds, method='pixel', generator=None,
+                                      classifier=nets_['classifier'], iters=best['iters'],
+                                      lr=float(lr))
+    result, _ = _run_and_score(config, judge, pipe, gen_params, mean, out)
+    record['pixel'].append({'method': 'pixel', 'lr': float(lr), 'iters': best['iters'],
+                            **result})
   report.atomic_write_text(os.path.join(out, 'search.json'), json.dumps(record, indent=1))
   report.atomic_write_text(os.path.join(out, 'best_settings.json'),
                            json.dumps(best_settings(method, best), indent=1))
@@ -191,24 +190,16 @@ def best_settings(method: str, trial: dict) -> dict:
   return {method: {k: trial[k] for k in keys if trial.get(k) is not None}}
 
 
-def pixel_baseline(judge, pipe, clf_params, mean, labels, row_seeds, iters: int, lr: float,
-                   out: str, batch: int = 8) -> dict:
-  """Pixel-space ascent on the same (class, seed) requests; scores and a grid PNG."""
+def _run_and_score(config, judge, pipe, gen_params, mean, out: str) -> tuple[dict, list[int]]:
+  """Runs (or resumes) one sweep over the classes and scores it with the judge."""
   t0 = time.time()
-  shape = (*pipe.classifier_space.size, 3)
-  x0 = pixel.initial_images(row_seeds, labels, shape)
-  x, acts = pixel.optimize_pixels(pipe.classify, clf_params, x0, make_targets(labels),
-                                  Objective('fc8'), iters=iters, lr=lr, mean_bgr=mean,
-                                  seeds=row_seeds, batch=batch)
-  rendered = {'original': np.stack([images.caffe_to_rgb_original(v) for v in x]),
-              'photo': np.stack([images.caffe_to_rgb_mean(v, mean) for v in x])}
+  manifest = sweep.run_sweep(config, argv=sys.argv)
+  labels = [r['unit'] for r in manifest['rows']]
+  rendered = judging.render_sweep(config.out, pipe, gen_params, mean)
   scores = judging.score_class_images(judge, rendered, labels)
-  for conv in judging.CONVENTIONS:
-    tiles = [images.enlarge(v, 2) for v in rendered[conv]]
-    images.save_image(os.path.join(out, f'pixel_lr{lr:g}_{conv}.png'),
-                      images.grid(tiles, [str(u) for u in labels], len(set(row_seeds))))
-  return {'method': 'pixel', 'lr': lr, 'iters': iters, 'median_activation':
-          float(np.median(acts)), **scores, 'wall_s': round(time.time() - t0, 1)}
+  acts = [r['activation'] for r in manifest['rows']]
+  return {'dir': os.path.relpath(config.out, out), 'median_activation': float(np.median(acts)),
+          **scores, 'wall_s': round(time.time() - t0, 1)}, labels
 
 
 def format_table(ranked: list[dict], judge: str) -> str:
@@ -218,8 +209,9 @@ def format_table(ranked: list[dict], judge: str) -> str:
            '| trial | lr | iters | L2 | k | method args | top-1 orig | top-1 photo | top-5 orig '
            '| top-5 photo | diversity orig | diversity photo | median act |', '|' + '---|' * 13]
   for r in ranked:
-    lines.append(f"| {r['trial']} | {r['lr']:g} | {r['iters']} | {r['l2']:g} | "
-                 f"{r['bounds_k']:g} | {r.get('method_args') or '-'} | "
+    code = [f"{r[k]:g}" if k in r else '-' for k in ('l2', 'bounds_k')]
+    lines.append(f"| {r['trial']} | {r['lr']:g} | {r['iters']} | {code[0]} | {code[1]} | "
+                 f"{r.get('method_args') or '-'} | "
                  f"{r['top1_original']:.2f} | {r['top1_photo']:.2f} | "
                  f"{r['top5_original']:.2f} | {r['top5_photo']:.2f} | "
                  f"{r['diversity_original']['mean']:.2f} | {r['diversity_photo']['mean']:.2f} | "

@@ -74,6 +74,8 @@ def test_settings_search_smoke(tmp_path):
     assert 0.0 <= t['top1_photo'] <= 1.0 and 0.0 <= t['top5_original'] <= 1.0
   assert {t['iters'] for t in rec['trials']} <= {2, 3}  # the (shortened) preset or a draw
   assert 'trial' in (out / 'search.md').read_text() and 'pixel ascent' in log
+  assert rec['pixel'][0]['iters'] == rec['trials'][0]['iters']  # the best trial's budget
+  assert (out / 'pixel_lr2' / 'grid.png').exists() and len(rec['pixel'][0]['dir']) > 0
   with open(out / 'best_settings.json') as f:
     assert json.load(f)['dgnam']['lr'] == rec['trials'][0]['lr']
   # A baseline method's own search: its budget is the preset's iterations, its lr its own.
@@ -83,6 +85,7 @@ def test_settings_search_smoke(tmp_path):
   with open(out / 'search.json') as f:
     rec = json.load(f)
   assert {t['iters'] for t in rec['trials']} == {3}  # the same budget for every trial
+  assert not any('l2' in t or 'bounds_k' in t for t in rec['trials'])  # no code, no code decay
   assert all('tv=' in t.get('method_args', 'tv=') for t in rec['trials']) and rec['pixel'] == []
   with open(out / 'best_settings.json') as f:
     assert set(json.load(f)) == {'pixel_tv'}
@@ -94,15 +97,29 @@ def test_evaluate_preset_smoke(tmp_path):
   report_md = tmp_path / 'report.md'
   _run('experiments.evaluate_preset', '--preset=cifar10', f'--data={npz}',
        f'--judge={os.path.join(CIFAR, "judge")}', f'--out={tmp_path / "eval"}',
-       f'--report={report_md}', '--class_seeds=0-1', '--baseline_seeds=0', '--methods=dgnam,pixel',
+       f'--report={report_md}', '--class_seeds=0-1', '--baseline_seeds=0', '--methods=dgnam,pixel,dgnam_nobounds',
        '--hidden_layers=conv5', '--hidden_units=0-1', '--hidden_seeds=0', '--iters=3')
   with open(tmp_path / 'eval' / 'metrics' / 'metrics.json') as f:
     runs = json.load(f)['runs']
   assert runs['cifar10_dgnam_classes']['judge']['images'] == 20
   assert runs['cifar10_pixel_classes']['judge']['images'] == 10
   assert runs['cifar10_dgnam_conv5']['m1_hidden']['raw']['n'] == 2
+  # The ablation is a DGN-AM run with the preset's settings but no code clipping.
+  with open(tmp_path / 'eval' / 'cifar10_dgnam_nobounds_classes' / 'manifest.json') as f:
+    settings = json.load(f)['settings']
+  assert settings['method'] == 'dgnam' and settings['bounds']['source'] == 'none'
+  assert runs['cifar10_dgnam_nobounds_classes']['judge']['images'] == 10
   text = report_md.read_text()
   assert 'cifar10_pixel_classes' in text and 'Wall times' in text and 'Fig. S17' in text
+
+
+def test_evaluate_preset_rejects_an_unknown_method_before_running(tmp_path):
+  proc = subprocess.run([sys.executable, '-m', 'experiments.evaluate_preset', '--preset=cifar10',
+                         '--data=x.npz', f'--judge={os.path.join(CIFAR, "judge")}',
+                         f'--out={tmp_path / "e"}', '--methods=dgnam,dgnam_sparkle'],
+                        cwd=ROOT, capture_output=True, text=True)
+  assert proc.returncode != 0 and 'dgnam_sparkle' in proc.stderr
+  assert not (tmp_path / 'e').exists()
 
 
 def test_demo_rejects_a_bad_class_count(tmp_path):
