@@ -22,7 +22,7 @@ from absl import app
 from absl import flags
 from PIL import Image, ImageDraw, ImageFont
 
-from dgnam_jax import report
+from dgnam_jax import checkpoint, report
 
 _METRICS = flags.DEFINE_string('metrics', None, 'metrics.json of experiments.evaluate.')
 _OUT = flags.DEFINE_string('out', None, 'The Markdown file to write.', allow_override=True)
@@ -74,6 +74,18 @@ def bar_chart(path: str, title: str, groups: list[str], series: dict[str, list[f
   return path
 
 
+def _judge_reference(judge_path: str) -> str:
+  """How often the judge recognizes real held-out images: the scale its scores live on."""
+  try:
+    t = checkpoint.read_metadata(judge_path).get('training') or {}
+  except (OSError, ValueError):  # CheckpointError is a ValueError
+    t = {}
+  if 'test_accuracy' not in t:
+    return 'The judge\'s accuracy on real images is not recorded in its checkpoint.'
+  return (f'For scale: the judge classifies {_pct(t["test_accuracy"])} of '
+          f'{t.get("test_images")} real held-out images correctly (top-1; its training metadata).')
+
+
 def render(metrics: dict, out_md: str, title: str, extra: list[str]) -> str:
   """The report's Markdown; figures are written next to ``out_md``."""
   fig_dir = os.path.splitext(out_md)[0] + '_figures'
@@ -86,7 +98,8 @@ def render(metrics: dict, out_md: str, title: str, extra: list[str]) -> str:
            f'(never visualized): `{metrics["judge"]}`; data: `{metrics["data"]}`.', '']
   cls_runs = {k: v for k, v in runs.items() if 'judge' in v}
   if cls_runs:
-    lines += ['## Recognizability by the judge (class units)', '',
+    lines += ['## Recognizability by the judge (class units)', '', _judge_reference(metrics["judge"]),
+              '',
               '| run | images | top-1 stretch | top-1 photo | top-5 stretch | top-5 photo | '
               'distinct images (photo) | top-1 photo, distinct only |', '|' + '---|' * 8]
     for name, r in cls_runs.items():

@@ -223,5 +223,6 @@ def test_evaluate_and_report_runners(tiny, tmp_path):
   assert rc == 0, log
   text = (tmp_path / 'r' / 'tiny.md').read_text()
   assert '| syn | 6 |' in text and '| pix | 3 |' in text
+  assert 'For scale: the judge classifies' in text  # its accuracy on real images, from metadata
   assert (tmp_path / 'r' / 'tiny_figures' / 'headline.png').exists()
   assert (tmp_path / 'r' / 'tiny_figures' / 'methods_grid.png').exists() and 'Fig. S17' in text
