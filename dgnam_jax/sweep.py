@@ -66,13 +66,13 @@ PRESETS: dict[str, dict[str, Any]] = {
                             l2=0.99, bounds_k=3.0, batch_per_device=20, gallery_scale=2),
 }
 
-# DGN-AM ablations (issue: baselines): the preset's settings with one change. Their runs are
-# DGN-AM sweeps; the name says what changed.
+# DGN-AM ablations (issue: baselines): DGN-AM sweeps with the preset's settings but one change,
+# which the name says.
 ABLATIONS: dict[str, dict[str, Any]] = {
-    'dgnam_nobounds': dict(bounds='none'),
-    'dgnam_bounds1x': dict(bounds_k=1.0),
-    'dgnam_bounds2x': dict(bounds_k=2.0),
-    'dgnam_bounds3x': dict(bounds_k=3.0),
+    'dgnam_nobounds': dict(method='dgnam', bounds='none'),
+    'dgnam_bounds1x': dict(method='dgnam', bounds_k=1.0),
+    'dgnam_bounds2x': dict(method='dgnam', bounds_k=2.0),
+    'dgnam_bounds3x': dict(method='dgnam', bounds_k=3.0),
 }
 
 

@@ -8,8 +8,8 @@ Runs (resumable ``synthesize`` sweeps under ``--out``): every class of the prese
 (fc8) for ``--class_seeds`` with each of ``--methods`` (DGN-AM with the preset's settings; other
 methods with the settings in ``--method_settings``, JSON files {method: {lr, method_args, ...}}
 written by their searches; the DGN-AM ablations of ``dgnam_jax.sweep.ABLATIONS`` with the
-preset's settings but one changed), and ``--hidden_units`` of each of ``--hidden_layers`` (DGN-AM) for
-``--hidden_seeds``. Then ``experiments.evaluate``'s metrics over all runs and
+preset's settings but one changed), and ``--hidden_units`` of each of ``--hidden_layers``
+(DGN-AM) for ``--hidden_seeds``. Then ``experiments.evaluate``'s metrics over all runs and
 ``experiments.report``'s Markdown (``--report``). Timings of each stage go into the report.
 """
 
@@ -73,7 +73,8 @@ def main(argv) -> int:
                          f'{", ".join([*sweep_plan.METHODS, *sweep.ABLATIONS])}')
   timings, runs = {}, []
   for method in _METHODS.value:
-    extra = dict(sweep.ABLATIONS.get(method, settings.get(method, {})), iters=_ITERS.value)
+    extra = dict(sweep.ABLATIONS.get(method) or dict(settings.get(method, {}), method=method),
+                 iters=_ITERS.value)
     if method in sweep_plan.pixel.METHODS:
       extra['generator'] = None
     run = os.path.join(out, f'{_PRESET.value}_{method}_classes')
@@ -81,8 +82,7 @@ def main(argv) -> int:
                                                           _CLASS_SEEDS.value)
     t = time.time()
     sweep.run_sweep(sweep.config_with_preset(
-        _PRESET.value, out=run, seeds=_seeds(seeds),
-        method='dgnam' if method in sweep.ABLATIONS else method, **extra))
+        _PRESET.value, out=run, seeds=_seeds(seeds), **extra))
     timings[f'synthesize {os.path.basename(run)}'] = round(time.time() - t, 1)
     _log(f'{run}: {timings[f"synthesize {os.path.basename(run)}"]:.0f} s')
     runs.append(run)

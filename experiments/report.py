@@ -98,8 +98,8 @@ def render(metrics: dict, out_md: str, title: str, extra: list[str]) -> str:
            f'(never visualized): `{metrics["judge"]}`; data: `{metrics["data"]}`.', '']
   cls_runs = {k: v for k, v in runs.items() if 'judge' in v}
   if cls_runs:
-    lines += ['## Recognizability by the judge (class units)', '', _judge_reference(metrics["judge"]),
-              '',
+    lines += ['## Recognizability by the judge (class units)', '',
+              _judge_reference(metrics['judge']), '',
               '| run | images | top-1 stretch | top-1 photo | top-5 stretch | top-5 photo | '
               'distinct images (photo) | top-1 photo, distinct only |', '|' + '---|' * 8]
     for name, r in cls_runs.items():

@@ -97,7 +97,8 @@ def test_evaluate_preset_smoke(tmp_path):
   report_md = tmp_path / 'report.md'
   _run('experiments.evaluate_preset', '--preset=cifar10', f'--data={npz}',
        f'--judge={os.path.join(CIFAR, "judge")}', f'--out={tmp_path / "eval"}',
-       f'--report={report_md}', '--class_seeds=0-1', '--baseline_seeds=0', '--methods=dgnam,pixel,dgnam_nobounds',
+       f'--report={report_md}', '--class_seeds=0-1', '--baseline_seeds=0',
+       '--methods=dgnam,pixel,dgnam_nobounds',
        '--hidden_layers=conv5', '--hidden_units=0-1', '--hidden_seeds=0', '--iters=3')
   with open(tmp_path / 'eval' / 'metrics' / 'metrics.json') as f:
     runs = json.load(f)['runs']
