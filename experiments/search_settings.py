@@ -44,6 +44,8 @@ _JUDGE = flags.DEFINE_string('judge', None, 'Independent classifier checkpoint (
 _OUT = flags.DEFINE_string('out', None, 'Output directory (resumed).', allow_override=True)
 _TRIALS = flags.DEFINE_integer('trials', 12, 'Trials, the preset included.')
 _SEEDS = flags.DEFINE_string('seeds', '0-4', 'Seeds per class (a range a-b or a list).')
+_UNITS = flags.DEFINE_string('units', None, 'Classes searched (--units syntax; default: the '
+                             'preset\'s, e.g. all 200 of tinyimagenet200).')
 _SEARCH_SEED = flags.DEFINE_integer('search_seed', 0, 'Seed of the setting draws.')
 _LR = flags.DEFINE_list('lr_range', ['0.5', '16'], 'Log-uniform lr range.')
 _ITERS = flags.DEFINE_list('iters_choices', ['100', '200', '300'], 'Iteration counts.')
@@ -142,7 +144,8 @@ def main(argv) -> int:
     nets_['generator'] = None
   for i, trial in enumerate(draw_settings(_TRIALS.value, _SEARCH_SEED.value, base, method)):
     config = sweep.config_with_preset(_PRESET.value, out=os.path.join(out, f'trial_{i:02d}'),
-                                      seeds=seeds, method=method, **nets_, **trial)
+                                      seeds=seeds, method=method, units=_UNITS.value,
+                                      **nets_, **trial)
     result, labels = _run_and_score(config, judge, pipe, gen_params, mean, out)
     results.append({'trial': i, **trial, **result})
     print(f'trial {i}: {trial}: judge top-1 {result["top1_original"]:.2f} (original) / '
@@ -150,13 +153,15 @@ def main(argv) -> int:
           f'{result["diversity_original"]["mean"]:.2f}, {result["wall_s"]:.0f} s', flush=True)
   ranked = rank_trials(results)
   record = {'preset': _PRESET.value, 'judge': os.path.abspath(_JUDGE.value),
-            'seeds': list(seeds), 'classes': len(set(labels)), 'command': ' '.join(sys.argv),
+            'seeds': list(seeds), 'units': _UNITS.value, 'classes': len(set(labels)),
+            'command': ' '.join(sys.argv),
             'trials': ranked}
   best = ranked[0]
   record['pixel'] = []
   for lr in _PIXEL_LRS.value:  # no-prior pixel ascent on the same requests and budget
     config = sweep.config_with_preset(_PRESET.value, out=os.path.join(out, f'pixel_lr{lr}'),
                                       seeds=seeds, method='pixel', generator=None,
+                                      units=_UNITS.value,
                                       classifier=nets_['classifier'], iters=best['iters'],
                                       lr=float(lr))
     result, _ = _run_and_score(config, judge, pipe, gen_params, mean, out)

@@ -81,9 +81,11 @@ def test_settings_search_smoke(tmp_path):
   # A baseline method's own search: its budget is the preset's iterations, its lr its own.
   out = tmp_path / 'search_tv'
   _run('experiments.search_settings', f'--judge={os.path.join(CIFAR, "judge")}', f'--out={out}',
-       '--method=pixel_tv', '--trials=2', '--seeds=0', '--iters=3', '--pixel_lrs=')
+       '--method=pixel_tv', '--trials=2', '--seeds=0', '--iters=3', '--pixel_lrs=',
+       '--units=1,4,7')
   with open(out / 'search.json') as f:
     rec = json.load(f)
+  assert rec['classes'] == 3 and rec['units'] == '1,4,7'  # a subset of the preset's classes
   assert {t['iters'] for t in rec['trials']} == {3}  # the same budget for every trial
   assert not any('l2' in t or 'bounds_k' in t for t in rec['trials'])  # no code, no code decay
   assert all('tv=' in t.get('method_args', 'tv=') for t in rec['trials']) and rec['pixel'] == []
