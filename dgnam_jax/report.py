@@ -213,7 +213,8 @@ def _card(out_dir: str, row: Mapping[str, Any], scale: int) -> str:
         line += f' (&gamma; {esc(row["gamma"])})'
     parts.append(f'<div>{line}</div>')
   if row.get('class_name'):
-    parts.append(f'<div class="cls">{esc(row["class_name"])}</div>')
+    wnid = f' <small>{esc(row["wnid"])}</small>' if row.get('wnid') else ''
+    parts.append(f'<div class="cls">{esc(row["class_name"])}{wnid}</div>')
   if row.get('activation') is not None:
     line = f'act {esc(_fmt(row["activation"]))}'
     if row.get('activation_init') is not None:

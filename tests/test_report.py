@@ -108,6 +108,7 @@ def test_gallery(tmp_path):
   rows = _rows(out)
   rows[0]['blend_unit'], rows[0]['gamma'] = 624, 0.5
   rows[0]['activation_init'] = 1.25
+  rows[1]['wnid'] = 'n01443537'  # Tiny ImageNet rows carry their synset id
   path = report.write_gallery(out, rows, title='Run <1>', scale=4,
                               extra_sections=[('Grid & more', [{'image': 'none.png',
                                                                 'label': '<x>'}])])
@@ -116,6 +117,7 @@ def test_gallery(tmp_path):
     page = f.read()
   assert '&lt;b&gt;cls 0&lt;/b&gt; &amp; &quot;x&quot;' in page and '<b>cls' not in page
   assert '<title>Run &lt;1&gt;</title>' in page and 'Grid &amp; more' in page
+  assert page.count('<small>n01443537</small>') == 1
   assert 'image-rendering:pixelated' in page and 'width="40" height="32"' in page
   srcs = re.findall(r'<img src="([^"]+)"', page)
   assert len(srcs) == 4
