@@ -83,6 +83,8 @@ _PEAK = flags.DEFINE_float('peak_tflops', None, 'Peak TFLOP/s of the device for 
 _TORCH_THREADS = flags.DEFINE_integer('torch_threads', 0, 'torch.set_num_threads (0: every core '
                                       'this process may use).',
                                       lower_bound=0)
+_TORCH_DEVICE = flags.DEFINE_enum('torch_device', 'auto', ['auto', 'cpu', 'cuda'], 'Where the '
+                                  'PyTorch loop runs (auto: CUDA when JAX runs on a GPU).')
 _LOOP = flags.DEFINE_enum('loop', 'python', ['python', 'scan'], 'optimize_codes(loop=...) for '
                           'the batched and per-neuron methods.')
 _SEED = flags.DEFINE_integer('seed', 0, 'Seed of the random weights and initial codes.')
@@ -295,9 +297,9 @@ def _load_torch_reference():
 class TorchRunner:
   """The PyTorch nets with the JAX weights, and the per-neuron loop over them."""
 
-  def __init__(self, tdg, setup: Setup, prob: Problem, threads: int):
+  def __init__(self, tdg, setup: Setup, prob: Problem, threads: int, device: str = 'cpu'):
     import torch  # pylint: disable=import-outside-toplevel
-    self.torch, self.tdg = torch, tdg
+    self.torch, self.tdg, self.device = torch, tdg, torch.device(device)
     # "All cores" means the cores this process may run on (taskset), not the machine's.
     torch.set_num_threads(threads or len(os.sched_getaffinity(0)))
     self.gen, self.clf = tdg.TorchCaffeNet(setup.gen_def), tdg.TorchCaffeNet(setup.clf_def)
@@ -305,10 +307,12 @@ class TorchRunner:
                                                          jax.device_get(setup.gen_params)))
     tdg.load_caffe_blobs(self.clf, convert.flax_to_caffe(setup.clf_def,
                                                          jax.device_get(setup.clf_params)))
+    self.gen.to(self.device)
+    self.clf.to(self.device)
     pipe = setup.pipe
     (th, tw), (gh, gw) = pipe.classifier_space.size, pipe.generator_space.size
     self.crop = ((gh - th) // 2, (gw - tw) // 2, th, tw)
-    self.codes0 = torch.tensor(np.asarray(prob.codes0))
+    self.codes0 = torch.tensor(np.asarray(prob.codes0), device=self.device)
     self.prob = prob
 
   def neuron(self, n: int, iters: int | None = None):
@@ -319,7 +323,13 @@ class TorchRunner:
     return h
 
   def loop(self, neurons: Sequence[int]) -> np.ndarray:
-    return np.concatenate([self.neuron(n).numpy() for n in neurons])
+    return np.concatenate([self.neuron(n).cpu().numpy() for n in neurons])
+
+  def tf32(self, on: bool) -> None:
+    """TF32 convolutions and matmuls on CUDA: on for timing, as JAX's default precision uses
+    it for float32 on GPUs; off for the parity check, which JAX runs at 'highest'."""
+    self.torch.backends.cudnn.allow_tf32 = on
+    self.torch.backends.cuda.matmul.allow_tf32 = on
 
   def parity(self, setup: Setup, prob: Problem) -> dict[str, float]:
     """Relative max errors, PyTorch vs JAX float32, on neuron 0's initial code.
@@ -336,15 +346,18 @@ class TorchRunner:
 
     with jax.default_matmul_precision('highest'):  # TF32 on GPUs would swamp the comparison
       grad, (image, acts) = jax.jit(jax.grad(jax_act, has_aux=True))(code)
-    h = torch.tensor(np.asarray(code)).requires_grad_(True)
+    h = torch.tensor(np.asarray(code), device=self.device).requires_grad_(True)
     oy, ox, th, tw = self.crop
+    self.tf32(False)
     t_image = self.gen(h)[0][pipe.output_blob][:, :, oy:oy + th, ox:ox + tw]
     t_acts = self.clf(t_image, end=layer)[1][layer][0]
     (t_grad,) = torch.autograd.grad(t_acts[unit], h)
+    self.tf32(True)
+    t_image, t_acts, t_grad = (t.detach().cpu() for t in (t_image, t_acts, t_grad))
     rel = lambda a, b: float(np.abs(np.asarray(a, np.float64) - b).max()
                              / max(np.abs(b).max(), 1e-30))
-    return {'image': rel(t_image.detach().numpy()[0].transpose(1, 2, 0), np.asarray(image)),
-            'layer': rel(t_acts.detach().numpy(), np.asarray(acts)),
+    return {'image': rel(t_image.numpy()[0].transpose(1, 2, 0), np.asarray(image)),
+            'layer': rel(t_acts.numpy(), np.asarray(acts)),
             'code_grad': rel(t_grad.numpy(), np.asarray(grad))}
 
 
@@ -364,6 +377,7 @@ class BenchConfig:
   layer: str = 'fc8'
   peak_tflops: float | None = None
   torch_threads: int = 0
+  torch_device: str = 'auto'
   loop: str = 'python'
   seed: int = 0
 
@@ -417,6 +431,14 @@ def _measure_round_robin(methods: dict[str, tuple[Callable[[], object], Callable
   return details, outputs
 
 
+def _torch_device(flag: str, jax_platform: str) -> str:
+  """'auto': CUDA when JAX runs on a GPU and PyTorch sees one, else the CPU."""
+  if flag != 'auto':
+    return flag
+  import torch  # pylint: disable=import-outside-toplevel
+  return 'cuda' if jax_platform == 'gpu' and torch.cuda.is_available() else 'cpu'
+
+
 def run_benchmark(config: BenchConfig) -> dict:
   """Runs the requested methods and returns the result record (see the module docstring)."""
   setup = build_setup(config.size, config.dtype, config.seed)
@@ -441,11 +463,14 @@ def run_benchmark(config: BenchConfig) -> dict:
             'device_count': jax.device_count(), 'cpu_count': len(os.sched_getaffinity(0)),
             'jax_version': jax.__version__, 'xla_flags': os.environ.get('XLA_FLAGS', ''),
             'flops_per_neuron_iter': flops_per_neuron_iter(setup, config.layer),
-            'torch_version': None, 'torch_threads': None, 'parity': None, 'parity_ok': None}
+            'torch_version': None, 'torch_device': None, 'torch_threads': None,
+            'parity': None, 'parity_ok': None}
   rates = {}
   if tdg is not None:
-    runner = TorchRunner(tdg, setup, prob, config.torch_threads)
+    runner = TorchRunner(tdg, setup, prob, config.torch_threads,
+                         _torch_device(config.torch_device, device.platform))
     record['torch_version'] = runner.torch.__version__
+    record['torch_device'] = str(runner.device)
     record['torch_threads'] = runner.torch.get_num_threads()
     record['parity'] = runner.parity(setup, prob)
     record['parity_ok'] = max(record['parity'].values()) <= PARITY_TOLERANCE
@@ -538,6 +563,7 @@ def main(argv):
                        batch_per_device=_BATCH.value, repeats=_REPEATS.value, dtype=_DTYPE.value,
                        methods=tuple(_METHODS.value), layer=_LAYER.value,
                        peak_tflops=_PEAK.value, torch_threads=_TORCH_THREADS.value,
+                       torch_device=_TORCH_DEVICE.value,
                        loop=_LOOP.value, seed=_SEED.value)
   record = run_benchmark(config)
   print(format_record(record))

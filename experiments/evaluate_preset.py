@@ -47,11 +47,22 @@ _HIDDEN_SEEDS = flags.DEFINE_string('hidden_seeds', '0-4', 'Seeds per hidden uni
 _CACHE_DIR = flags.DEFINE_string('cache_dir', None, 'Decoded-image cache.')
 _ITERS = flags.DEFINE_integer('iters', None, 'Override every method\'s iterations (smoke tests).')
 _EXTRA = flags.DEFINE_list('extra_md', [], 'Markdown appended to the report.')
+_EVALUATE = flags.DEFINE_bool('evaluate', True, 'Evaluate and report after synthesis '
+                              '(--noevaluate: synthesis only, e.g. on an accelerator machine '
+                              'without the dataset; a later run resumes the finished sweeps).')
 
 
 def _seeds(text: str) -> tuple[int, ...]:
   a, _, b = text.partition('-')
   return tuple(range(int(a), int(b or a) + 1))
+
+
+def _machine() -> str:
+  """What this run's stages ran on, for the timings table."""
+  import jax  # pylint: disable=import-outside-toplevel
+  dev = jax.devices()[0]
+  return (f'{len(os.sched_getaffinity(0))}-core CPU' if dev.platform == 'cpu'
+          else f'{jax.device_count()} x {dev.device_kind}')
 
 
 def _log(msg: str) -> None:
@@ -71,6 +82,8 @@ def main(argv) -> int:
   if unknown:  # before any run starts: no partial output
     raise app.UsageError(f'--methods: unknown method(s) {", ".join(unknown)}; valid: '
                          f'{", ".join([*sweep_plan.METHODS, *sweep.ABLATIONS])}')
+  if _EVALUATE.value and not (_DATA.value and _JUDGE.value):
+    raise app.UsageError('--data and --judge are needed to evaluate (or pass --noevaluate)')
   timings, runs = {}, []
   for method in _METHODS.value:
     extra = dict(sweep.ABLATIONS.get(method) or dict(settings.get(method, {}), method=method),
@@ -95,6 +108,8 @@ def main(argv) -> int:
     timings[f'synthesize {os.path.basename(run)}'] = round(time.time() - t, 1)
     _log(f'{run}: {timings[f"synthesize {os.path.basename(run)}"]:.0f} s')
     runs.append(run)
+  if not _EVALUATE.value:
+    return 0
   t = time.time()
   metrics_dir = os.path.join(out, 'metrics')
   record = eval_runs.evaluate_runs(
@@ -106,7 +121,7 @@ def main(argv) -> int:
   _log(f'evaluation: {timings["evaluation (synthesis excluded)"]:.0f} s')
   timing_md = os.path.join(metrics_dir, 'timings.md')
   with open(timing_md, 'w') as f:
-    f.write('## Wall times (2-core CPU)\n\n| stage | s |\n|---|---|\n' + ''.join(
+    f.write(f'## Wall times ({_machine()})\n\n| stage | s |\n|---|---|\n' + ''.join(
         f'| {k} | {v:.0f} |\n' for k, v in timings.items()))
   if _REPORT.value:
     subprocess.run([sys.executable, '-m', 'experiments.report',
@@ -117,5 +132,5 @@ def main(argv) -> int:
 
 
 if __name__ == '__main__':
-  flags.mark_flags_as_required(['data', 'judge', 'out'])
+  flags.mark_flags_as_required(['out'])
   app.run(lambda argv: sys.exit(main(argv)))
