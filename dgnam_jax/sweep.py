@@ -62,8 +62,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     'tinyimagenet200': dict(generator=os.path.join(CHECKPOINTS, 'tinyimagenet200', 'generator'),
                             classifier=os.path.join(CHECKPOINTS, 'tinyimagenet200',
                                                     'classifier'),
-                            layer='fc8', units='0-199', lr=8.0, lr_end=1e-10, iters=200,
-                            l2=0.99, bounds_k=3.0, batch_per_device=20, gallery_scale=2),
+                            layer='fc8', units='0-199', lr=8.4519, lr_end=1e-10, iters=300,
+                            l2=0.99, bounds_k=2.0, batch_per_device=20, gallery_scale=2),
 }
 
 # DGN-AM ablations (issue: baselines): DGN-AM sweeps with the preset's settings but one change,

@@ -51,8 +51,9 @@ _FLIP = flags.DEFINE_bool('flip', _DEFAULT.flip, 'Random horizontal flips.')
 _SEED = flags.DEFINE_integer('seed', _DEFAULT.seed, 'Init, data order and augmentation seed.')
 _EVAL_IMAGES = flags.DEFINE_integer('eval_images', 1000, 'Held-out images scored per epoch.')
 _INIT_FROM = flags.DEFINE_string('init_from', None, 'A previous run\'s workdir (same '
-                                 'architecture): start this run (a new stage with its own '
-                                 'schedule and loss weights) from its G and D.')
+                                 'architecture), or a .npz of its G and D written by '
+                                 'dgnam_jax.training.generator.save_stage: start this run (a '
+                                 'new stage with its own schedule and loss weights) from them.')
 _EXPORT_PARTIAL = flags.DEFINE_bool('export_partial', False, 'With --stop_at_step: export the '
                                     'generator there (to look at a run mid-schedule).')
 

@@ -155,6 +155,18 @@ def test_trainer_resumes_exactly_and_exports(tiny):
   assert meta2['training']['init_from'] == os.path.abspath(work)
   # Stages add up (the first stage's wall time as of its last save, a little under its export's).
   assert meta2['training']['wall_time_s'] >= 0.8 * t['wall_time_s']
+  # The same stage from a light .npz of G and D (what travels to another machine).
+  light = str(root / 'stage1.npz')
+  generator.save_stage(work, light)
+  stage3 = str(root / 'g_stage3')
+  generator.train_generator(
+      train, test, cls, TINY_GEN, dataclasses.replace(TINY_CFG, w_adv=0.0, lr=1e-4),
+      str(root / 'g_work4'), stage3, stop_at_step=0, export_partial=True, init_from=light,
+      checkpoint_every_secs=1e9)
+  jax.tree.map(np.testing.assert_array_equal, load_checkpoint(stage3)[1], params)
+  generator.save_stage(work, light, g_dtype='float16')  # rounded G: close, not equal
+  with np.load(light) as f:
+    assert all(f[k].dtype == np.float16 for k in f.files if k.startswith('g/'))
   with pytest.raises(ValueError, match='init_from'):
     generator.train_generator(train, test, cls, TINY_GEN, TINY_CFG, str(root / 'g_work3'), None,
                               init_from=str(root / 'nowhere'))
