@@ -16,7 +16,7 @@ demo: $(STAMP)
 	$(BIN)/python -m experiments.demo --out=out/demo
 
 demo-full: $(STAMP)
-	$(BIN)/python -m experiments.demo --out=out/demo --tiny_classes=all
+	$(BIN)/python -m experiments.demo --out=out/demo --tiny_classes=all --tiny_iters=0
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow" tests

@@ -19,6 +19,11 @@ from absl import flags
 
 from dgnam_jax import checkpoint, report
 
+# What the development workspace's JPEG packs hold, by file-name prefix.
+_DATA_SOURCES = {'cifar10': 'CIFAR-10, Krizhevsky 2009',
+                 'tinyimagenet200': 'Tiny ImageNet-200, Stanford CS231n, 200 ImageNet-1k classes '
+                                    'at 64 px; ImageNet terms: non-commercial research'}
+
 _DIR = flags.DEFINE_string('dir', None, 'Folder with classifier/, generator/ and judge/.')
 _TITLE = flags.DEFINE_string('title', None, 'Card title.')
 _NOTES = flags.DEFINE_string('notes', None, 'A Markdown file appended verbatim (observations).')
@@ -100,8 +105,10 @@ def card(folder: str, title: str, notes: str | None = None) -> str:
   data = next((checkpoint.read_metadata(os.path.join(folder, s))['training'].get('data')
                for s in ('classifier',) if os.path.isdir(os.path.join(folder, s))), None)
   if data:
-    lines += [f'Data: `{os.path.basename(data)}` (see `../shared/data/README.md` in the '
-              'development workspace: CIFAR-10, Krizhevsky 2009, as JPEG files).', '']
+    name = os.path.basename(data)
+    source = next((v for k, v in _DATA_SOURCES.items() if name.startswith(k)), 'a JPEG pack')
+    lines += [f'Data: `{name}` (see `../shared/data/README.md` in the development workspace: '
+              f'{source}, as JPEG files).', '']
   search = os.path.join(folder, 'settings_search.md')
   if os.path.exists(search):
     with open(search) as f:

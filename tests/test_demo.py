@@ -16,6 +16,7 @@ from dgnam_jax import checkpoint, sweep
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CIFAR = os.path.join(ROOT, 'checkpoints', 'cifar10')
+TINY = os.path.join(ROOT, 'checkpoints', 'tinyimagenet200')
 
 
 def _run(*args):
@@ -25,18 +26,29 @@ def _run(*args):
   return proc.stdout + proc.stderr
 
 
+def _size(path: str) -> int:
+  return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+
+
 def test_committed_checkpoints_are_complete_and_small():
-  for sub in ('classifier', 'generator', 'judge'):
-    path = os.path.join(CIFAR, sub)
-    meta = checkpoint.read_metadata(path)
-    size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
-    assert size <= 50e6, (sub, size)
-    assert meta['training']['command'] and meta['training']['wall_time_s'] > 0
-  gen = checkpoint.read_metadata(os.path.join(CIFAR, 'generator'))['generator']
-  assert os.path.normpath(os.path.join(CIFAR, 'generator', gen['encoder']['checkpoint'])) == \
-      os.path.join(CIFAR, 'classifier')
+  for root, parts in ((CIFAR, ('classifier', 'generator', 'judge')),
+                      (TINY, ('classifier', 'generator', 'judge'))):
+    for sub in parts:
+      path = os.path.join(root, sub)
+      meta = checkpoint.read_metadata(path)
+      assert _size(path) <= 50e6, (path, _size(path))
+      assert meta['training']['command'] and meta['training']['wall_time_s'] > 0
+    gen = checkpoint.read_metadata(os.path.join(root, 'generator'))['generator']
+    assert os.path.normpath(os.path.join(root, 'generator', gen['encoder']['checkpoint'])) == \
+        os.path.join(root, 'classifier')
+    assert sweep.PRESETS[os.path.basename(root)]['generator'] == os.path.join(root, 'generator')
   assert os.path.exists(os.path.join(CIFAR, 'MODEL_CARD.md'))
-  assert sweep.PRESETS['cifar10']['generator'] == os.path.join(CIFAR, 'generator')
+  with open(os.path.join(TINY, 'MODEL_CARD.md')) as f:  # the card names its own data set
+    data_line = next(l for l in f if l.startswith('Data:'))
+  assert 'tinyimagenet200_jpeg.npz' in data_line and 'CIFAR-10' not in data_line
+  assert _size(os.path.join(ROOT, 'checkpoints')) <= 120e6
+  names = checkpoint.read_metadata(os.path.join(TINY, 'classifier'))['class_names']
+  assert len(names) == 200 and names[1].startswith('n01629819 European fire salamander')
 
 
 def test_demo_synthesis_step(tmp_path):
@@ -56,6 +68,13 @@ def test_demo_synthesis_step(tmp_path):
     conv5 = json.load(f)['rows']
   assert [r['unit'] for r in conv5] == [0, 1] and all(r['layer'] == 'conv5' for r in conv5)
   assert (out / 'cifar10' / 'grid.png').exists() and (out / 'cifar10_conv5' / 'grid.png').exists()
+  with open(out / 'tinyimagenet200' / 'manifest.json') as f:  # 20 classes spread over 200
+    tiny = json.load(f)['rows']
+  assert [r['unit'] for r in tiny] == list(range(0, 200, 10))
+  assert tiny[0]['class_name'] == 'goldfish' and tiny[0]['wnid'] == 'n01443537'
+  assert f'tinyimagenet200/{tiny[-1]["image"]}' in page and 'n01443537' in page
+  with Image.open(out / 'tinyimagenet200' / tiny[0]['image']) as im:
+    assert im.size == (64, 64)
   # A rerun resumes: nothing is synthesised again and the images are unchanged.
   before = np.asarray(Image.open(out / 'cifar10' / rows[0]['image']))
   _run('experiments.demo', f'--out={out}', '--iters=3', '--conv5_units=0-1')
