@@ -11,7 +11,8 @@ ImageNet-200 default is committed (``checkpoints/tinyimagenet200``), ``out/demo/
 adds 20 of its classes spread over the class list, one seed each, with the ``tinyimagenet200``
 preset at 120 iterations instead of its 300 (``--tiny_iters``; at 300 the 20 images alone take
 ~3.6 min on 2 CPU cores, and the demo's budget is 3 min in all); ``--tiny_classes=all
---tiny_iters=0`` (``make demo-full``): all 200 classes with the preset unchanged. ``out/demo/index.html`` shows every run, enlarged nearest-neighbour, with class names and
+--tiny_iters=0`` (``make demo-full``): all 200 classes with the preset unchanged.
+``out/demo/index.html`` shows every run, enlarged nearest-neighbour, with class names and
 activations. A rerun resumes (and so returns at once when everything is there).
 """
 

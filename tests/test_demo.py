@@ -116,17 +116,17 @@ def test_evaluate_preset_smoke(tmp_path):
   """The whole preset evaluation (two methods, one hidden layer) on the committed test subset."""
   npz = os.path.join(ROOT, 'tests', 'fixtures', 'images', 'cifar10_tiny_jpeg.npz')
   report_md = tmp_path / 'report.md'
-  runs = ['--class_seeds=0-1', '--baseline_seeds=0', '--methods=dgnam,pixel,dgnam_nobounds',
-          '--hidden_layers=conv5', '--hidden_units=0-1', '--hidden_seeds=0', '--iters=3']
+  sweeps = ['--class_seeds=0-1', '--baseline_seeds=0', '--methods=dgnam,pixel,dgnam_nobounds',
+            '--hidden_layers=conv5', '--hidden_units=0-1', '--hidden_seeds=0', '--iters=3']
   # Synthesis alone first (as on an accelerator machine without the dataset) ...
   _run('experiments.evaluate_preset', '--preset=cifar10', f'--out={tmp_path / "eval"}',
-       '--noevaluate', *runs)
+       '--noevaluate', *sweeps)
   assert (tmp_path / 'eval' / 'cifar10_dgnam_conv5' / 'manifest.json').exists()
   assert not (tmp_path / 'eval' / 'metrics').exists()
   # ... then the evaluation, which resumes the finished sweeps.
   _run('experiments.evaluate_preset', '--preset=cifar10', f'--data={npz}',
        f'--judge={os.path.join(CIFAR, "judge")}', f'--out={tmp_path / "eval"}',
-       f'--report={report_md}', *runs)
+       f'--report={report_md}', *sweeps)
   with open(tmp_path / 'eval' / 'metrics' / 'metrics.json') as f:
     runs = json.load(f)['runs']
   assert runs['cifar10_dgnam_classes']['judge']['images'] == 20

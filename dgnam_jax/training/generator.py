@@ -32,7 +32,7 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 
-from dgnam_jax import checkpoint, data, report, training
+from dgnam_jax import checkpoint, data, images, report, training
 from dgnam_jax.nets import modules, small, small_gen
 from dgnam_jax.training.gen_eval import (CODE_BLOB, code_statistics, export_generator,
                                          reconstruction_grid, reconstruction_metrics)
@@ -236,9 +236,9 @@ def save_stage(workdir: str, path: str, g_dtype: str | None = None) -> None:
     for kp, leaf in jax.tree_util.tree_flatten_with_path(got['state'][part])[0]:
       leaf = np.asarray(leaf)
       flat[f'{part}/{_path_key(kp)}'] = leaf.astype(g_dtype) if part == 'g' and g_dtype else leaf
-  tmp = path + '.tmp.npz'
-  np.savez(tmp, **flat)
-  os.replace(tmp, path)
+  with images.atomic_path(path, '.npz') as tmp:
+    with open(tmp, 'wb') as f:  # a file object: np.savez would append '.npz' to a bare name
+      np.savez(f, **flat)
 
 
 def _warm_start_npz(state: dict, init_from: str) -> tuple[dict, float]:

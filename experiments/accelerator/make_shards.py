@@ -1,15 +1,16 @@
 """Splits Tiny ImageNet into JPEG-pack shards that travel to the accelerator machine.
 
 A class-balanced random subset of the training images (in shuffled order, the first shard gets
-the first BUDGET_A bytes), all val images in the last shard; experiments/accelerator/merge_shards.py joins them.
+the first BUDGET_A bytes), all val images in the last shard; merge_shards.py joins them.
 usage: python experiments/accelerator/make_shards.py SRC OUT_A OUT_B BUDGET_A_MB BUDGET_B_MB
 """
 import sys
 import numpy as np
 
-src, out_a, out_b, budget_a, budget_b = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]) * 1e6, float(sys.argv[5]) * 1e6
-z = dict(np.load(src))
-z['files'] = list(z)
+src, out_a, out_b = sys.argv[1:4]
+budget_a, budget_b = float(sys.argv[4]) * 1e6, float(sys.argv[5]) * 1e6
+z = dict(np.load(src))  # loaded once: an NpzFile re-reads an array on every access
+names = list(z)
 off, y = z['offsets_train'], z['y_train']
 sizes = np.diff(off)
 rng = np.random.default_rng(0)
@@ -19,15 +20,16 @@ order = np.stack(per_class, 1).reshape(-1)
 for c in range(len(per_class)):
   assert len(per_class[c]) == len(per_class[0])
 val_bytes = int(z['offsets_val'][-1])
-common = {k: z[k] for k in z['files'] if not k.endswith('_train') and not k.endswith('_val')}
+common = {k: z[k] for k in names if not k.endswith(('_train', '_val'))}
 
 def pack(idx, with_val):
   jt = z['jpeg_train']
   jpeg = np.concatenate([jt[off[i]:off[i + 1]] for i in idx])
   offs = np.concatenate([[0], np.cumsum(sizes[idx])]).astype(np.int64)
-  d = dict(common, jpeg_train=jpeg, offsets_train=offs, y_train=y[idx], files_train=z['files_train'][idx])
+  d = dict(common, jpeg_train=jpeg, offsets_train=offs, y_train=y[idx],
+           files_train=z['files_train'][idx])
   if with_val:
-    d.update({k: z[k] for k in z['files'] if k.endswith('_val')})
+    d.update({k: z[k] for k in names if k.endswith('_val')})
   else:
     d.update(jpeg_val=np.zeros(0, np.uint8), offsets_val=np.zeros(1, np.int64),
              y_val=np.zeros(0, np.int64), files_val=z['files_val'][:0])

@@ -12,9 +12,8 @@ for path in ins:
   if os.path.exists(path):
     for method, s in json.load(open(path)).items():
       # The searched keys only (search_settings also echoes the preset's DGN-AM keys).
-      keep = {'pixel_l2': ('lr', 'iters', 'method_args'), 'pixel_blur': ('lr', 'iters', 'method_args'),
-              'pixel_tv': ('lr', 'iters', 'method_args'), 'fourier': ('lr', 'iters', 'method_args'),
-              'dgnam_adam': ('lr', 'iters', 'l2', 'bounds_k', 'method_args')}.get(method)
-      merged[method] = {k: v for k, v in s.items() if keep is None or k in keep}
+      # Methods on a code (dgnam_adam) also searched L2 and bounds; pixel methods did not.
+      keep = ('lr', 'iters', 'method_args') + (('l2', 'bounds_k') if 'dgnam' in method else ())
+      merged[method] = {k: v for k, v in s.items() if k in keep}
 json.dump(merged, open(out, 'w'), indent=1)
 print('settings', merged)

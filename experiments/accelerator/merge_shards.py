@@ -1,4 +1,7 @@
-"""Joins JPEG-pack shards (experiments/accelerator/make_shards.py) into one .npz. usage: merge_shards.py OUT IN..."""
+"""Joins JPEG-pack shards (make_shards.py) into one .npz.
+
+usage: python experiments/accelerator/merge_shards.py OUT IN...
+"""
 import sys
 import numpy as np
 

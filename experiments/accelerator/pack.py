@@ -1,7 +1,8 @@
 """Packs finished run folders into <= 15 MiB pieces under OUT, within a byte budget.
 
-usage: python experiments/accelerator/pack.py ROOT OUT BUDGET_MIB NAME   (ROOT/order.txt: run folders, priority
-order; ROOT/sent.txt: those already sent). Search folders go without their trial_* images.
+usage: python experiments/accelerator/pack.py ROOT OUT BUDGET_MIB NAME
+(ROOT/order.txt: run folders, priority order; ROOT/sent.txt: those already sent). Search folders
+go without their trial_* images.
 """
 import os
 import subprocess
