@@ -34,20 +34,31 @@ def unit_specs(rows: Sequence[Mapping[str, Any]], output_layer: str = 'fc8') -> 
   return tuple(specs)
 
 
+def _columns(out, specs: tuple[UnitSpec, ...], n: int):
+  cols = []
+  for layer, blob, unit, y, xx, mean in specs:
+    v = (out.blobs if blob else out.layers)[layer].astype(jnp.float32)
+    if v.ndim == 2:
+      cols.append(v[:, unit])
+    elif mean:
+      cols.append(v[..., unit].mean(axis=(1, 2)))
+    else:
+      cols.append(v[:, y, xx, unit])
+  return jnp.stack(cols, axis=1) if cols else jnp.zeros((n, 0), jnp.float32)
+
+
 @functools.lru_cache(maxsize=16)
-def _reader(classify, specs: tuple[UnitSpec, ...]):
-  def fn(params, x):
+def _reader(classify, specs: tuple[UnitSpec, ...], layers: tuple[str, ...] = (),
+            rgb_input: bool = False):
+  """jit: (params, x, mean) -> ((N, len(specs)) unit activations, {layer: (N, D) flat blob}).
+
+  ``rgb_input``: x is uint8 RGB, converted with ``mean`` inside (4x fewer bytes to move)."""
+  def fn(params, x, mean):
+    if rgb_input:
+      x = data.to_net_input(x, mean)
     out = classify(params, x)
-    cols = []
-    for layer, blob, unit, y, xx, mean in specs:
-      v = (out.blobs if blob else out.layers)[layer].astype(jnp.float32)
-      if v.ndim == 2:
-        cols.append(v[:, unit])
-      elif mean:
-        cols.append(v[..., unit].mean(axis=(1, 2)))
-      else:
-        cols.append(v[:, y, xx, unit])
-    return jnp.stack(cols, axis=1)
+    return (_columns(out, specs, x.shape[0]),
+            {l: out.blobs[l].reshape(x.shape[0], -1) for l in layers})
   return jax.jit(fn)
 
 
@@ -55,7 +66,7 @@ def unit_activations(classify, params, x: np.ndarray, specs: tuple[UnitSpec, ...
                      batch: int = 500) -> np.ndarray:
   """(N, len(specs)) activations of the spec'd units on classifier-space images ``x``."""
   fn = _reader(classify, specs)
-  out = [np.asarray(fn(params, jnp.asarray(x[i:i + batch], jnp.float32)))
+  out = [np.asarray(fn(params, jnp.asarray(x[i:i + batch], jnp.float32), None)[0])
          for i in range(0, len(x), batch)]
   return np.concatenate(out)
 
@@ -63,9 +74,53 @@ def unit_activations(classify, params, x: np.ndarray, specs: tuple[UnitSpec, ...
 def dataset_activations(classify, params, images: np.ndarray, mean_bgr, specs, batch: int = 500
                         ) -> np.ndarray:
   """(N, units) activations over uint8 RGB dataset images (converted to the net's input)."""
-  out = [unit_activations(classify, params, data.to_net_input(images[i:i + batch], mean_bgr),
-                          specs, batch) for i in range(0, len(images), batch)]
-  return np.concatenate(out)
+  return dataset_pass(classify, params, images, mean_bgr, specs, batch=batch)[0]
+
+
+def dataset_pass(classify, params, images: np.ndarray, mean_bgr, specs, layers=(),
+                 keep: np.ndarray | None = None, batch: int = 500
+                 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+  """One forward pass over uint8 RGB ``images``: the spec'd units' activations for every image,
+  and the flattened ``layers`` blobs for the images where ``keep`` (default: all) is true."""
+  keep = np.ones(len(images), bool) if keep is None else np.asarray(keep, bool)
+  layers = tuple(layers) if keep.any() else ()
+  fn = _reader(classify, tuple(specs), layers, rgb_input=True)
+  mean = np.asarray(mean_bgr, np.float32)
+  acts, codes = [], {l: [] for l in layers}
+  for i in range(0, len(images), batch):
+    a, c = fn(params, jnp.asarray(images[i:i + batch]), mean)
+    acts.append(np.asarray(a))
+    k = keep[i:i + batch]
+    for l in layers:
+      if k.any():
+        codes[l].append(np.asarray(c[l])[k])
+  return np.concatenate(acts), {l: np.concatenate(v) for l, v in codes.items()}
+
+
+def prefill_cache(cache: dict, *, classify, params, mean_bgr, dataset: data.ImageSet, specs,
+                  train: data.ImageSet, memo_classes=(), memo_layers: Sequence[str] = (),
+                  batch: int = 500) -> None:
+  """Fills :func:`evaluate_sweep`'s ``cache`` for many sweeps in one pass over ``dataset``.
+
+  ``dataset`` must begin with ``train``'s images (as ``evaluate_runs`` builds it): the same
+  forward pass then gives every unit's dataset activations (M1) and the memorization check's
+  training codes of ``memo_classes``, which separate passes per sweep computed again and again.
+  """
+  specs = tuple(sp for sp in dict.fromkeys(specs) if ('acts', sp) not in cache)
+  layers = tuple(memo_layers)
+  classes = [int(c) for c in dict.fromkeys(memo_classes)
+             if layers and ('codes', int(c), layers) not in cache]
+  keep = np.zeros(len(dataset), bool)
+  keep[:len(train)] = np.isin(train.labels, classes)
+  if not specs and not keep.any():
+    return
+  acts, codes = dataset_pass(classify, params, dataset.images, mean_bgr, specs, layers, keep,
+                             batch)
+  cache.update({('acts', sp): acts[:, j] for j, sp in enumerate(specs)})
+  kept_labels = train.labels[keep[:len(train)]]
+  for c in classes:
+    m = kept_labels == c
+    cache[('codes', c, layers)] = {l: codes[l][m] for l in layers}
 
 
 def photo_to_input(photo: np.ndarray, mean_bgr) -> np.ndarray:
@@ -153,10 +208,14 @@ def evaluate_sweep(*, rows, rendered, classify, clf_params, clf_mean, judge: jud
     cache.update({('acts', sp): got[:, j] for j, sp in enumerate(missing)})
   acts = np.stack([cache[('acts', sp)] for sp in specs], axis=1)
   rel = relative_activations(classify, clf_params, rendered, specs, acts, clf_mean)
+  # The seeds of a unit share its dataset column: order statistics once per distinct unit.
+  pos = {sp: i for i, sp in enumerate(dict.fromkeys(specs))}
+  col = np.asarray([pos[sp] for sp in specs])
+  uniq = np.stack([cache[('acts', sp)] for sp in pos], axis=1)
   out: dict[str, Any] = {'rows': len(rows), 'dataset_images': len(dataset)}
   is_out = np.asarray([s[0] == output_layer for s in specs])
   budget = min(subset_budget or 1000, len(dataset))
-  exp_max = metrics.expected_max_of_random_subset(acts, budget)
+  exp_max = metrics.expected_max_of_random_subset(uniq, budget)[col]
   baseline = metrics.relative_activation(exp_max, acts.max(0))
   for name, mask in (('output', is_out), ('hidden', ~is_out)):
     if mask.any():
@@ -164,7 +223,7 @@ def evaluate_sweep(*, rows, rendered, classify, clf_params, clf_mean, judge: jud
                            'photo': _summary(rel['rel_photo'][mask]),
                            f'expected_max_of_{budget}_real': _summary(baseline[mask])}
   arrays: dict[str, Any] = {'rel_raw': rel['rel_raw'], 'rel_photo': rel['rel_photo'],
-                            'top_real': metrics.top_k_indices(acts, 5)}
+                            'top_real': metrics.top_k_indices(uniq, 5)[col]}
   if is_out.any():
     labels = np.asarray([r['unit'] for r in rows])[is_out]
     cls_rendered = {k: rendered[k][is_out] for k in ('original', 'photo')}
@@ -208,16 +267,7 @@ def _feature_fn(module, layer):
 def layer_codes(classify, params, rgb: np.ndarray, mean_bgr, layers: Sequence[str],
                 batch: int = 500) -> dict[str, np.ndarray]:
   """{layer: (N, D) flattened blob} of the visualized classifier for uint8 RGB images."""
-  fn = _codes_fn(classify, tuple(layers))
-  parts = [fn(params, jnp.asarray(data.to_net_input(rgb[i:i + batch], mean_bgr)))
-           for i in range(0, len(rgb), batch)]
-  return {l: np.concatenate([np.asarray(p[l]) for p in parts]).reshape(len(rgb), -1)
-          for l in layers}
-
-
-@functools.lru_cache(maxsize=8)
-def _codes_fn(classify, layers):
-  return jax.jit(lambda p, x: {l: classify(p, x).blobs[l] for l in layers})
+  return dataset_pass(classify, params, rgb, mean_bgr, (), layers, batch=batch)[1]
 
 
 def memorization(photos: np.ndarray, labels: np.ndarray, train: data.ImageSet,
@@ -238,8 +288,7 @@ def memorization(photos: np.ndarray, labels: np.ndarray, train: data.ImageSet,
   for c in dict.fromkeys(labels.tolist()):
     pool_idx = np.flatnonzero(train.labels == c)
     m = labels == c
-    feats = {'pixels': (photos[m].astype(np.float32) / 255.0,
-                        train.images[pool_idx].astype(np.float32) / 255.0)}
+    feats = {'pixels': (photos[m], train.images[pool_idx])}  # uint8, scaled to 0-1 below
     if layers:
       syn = codes_fn(photos[m], layers)
       key = ('codes', int(c), tuple(layers))
@@ -247,7 +296,8 @@ def memorization(photos: np.ndarray, labels: np.ndarray, train: data.ImageSet,
         cache[key] = codes_fn(train.images[pool_idx], layers)
       feats.update({l: (syn[l], cache[key][l]) for l in layers})
     for sp, (q, pool) in feats.items():
-      res = metrics.memorization_ratio(q, pool, cache.get(('nn', int(c), sp)))
+      res = metrics.memorization_ratio(q, pool, cache.get(('nn', int(c), sp)),
+                                       scale=1 / 255 if sp == 'pixels' else 1.0)
       cache[('nn', int(c), sp)] = res['real_nn_median']
       ratios[sp][m] = res['ratio']
       refs[sp][int(c)] = res['real_nn_median']

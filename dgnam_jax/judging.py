@@ -40,9 +40,7 @@ def render_sweep(out_dir: str, pipe, gen_params, mean_bgr: Sequence[float],
     {'rows': manifest rows, 'original': (N, H, W, 3) uint8 as saved, 'photo': (N, H, W, 3)
     uint8, 'raw': (N, H, W, 3) float32 classifier-space images}.
   """
-  manifest = report.read_manifest(out_dir)
-  if manifest is None or not manifest['rows']:
-    raise ValueError(f'{out_dir} holds no finished sweep (no manifest rows)')
+  manifest = report.finished_manifest(out_dir)
   rows = manifest['rows']
   cache: dict[str, np.ndarray] = {}
   codes = []

@@ -131,39 +131,48 @@ def _sq_dists(a, b):
 
 
 def nearest_neighbours(queries: np.ndarray, pool: np.ndarray, exclude_self: bool = False,
-                       chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
-  """(index, Euclidean distance) of each query's nearest row of ``pool`` (features flattened).
+                       chunk: int = 2048, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+  """(index, Euclidean distance) of each query's nearest row of ``pool`` (features flattened,
+  multiplied by ``scale``, e.g. 1/255 for uint8 pixels).
 
   ``exclude_self`` (queries == pool) skips the identical row, for real-to-real distances.
+  NumPy's BLAS, not jit: XLA-CPU fuses the expanded form into a dot 2.5-6x slower than a plain
+  matrix product on these shapes (500 x 12288 pools, measured).
   """
-  q = np.asarray(queries, np.float32).reshape(len(queries), -1)
-  p = jnp.asarray(np.asarray(pool, np.float32).reshape(len(pool), -1))
+  q = np.asarray(queries).reshape(len(queries), -1)
+  pool = np.asarray(pool).reshape(len(pool), -1)
+  p = pool.astype(np.float32) * np.float32(scale)
+  p_sq = np.einsum('ij,ij->i', p, p)
   best_i, best_d = [], []
   for lo in range(0, len(q), chunk):
-    d = np.asarray(_sq_dists(jnp.asarray(q[lo:lo + chunk]), p), np.float64)
+    qc = q[lo:lo + chunk].astype(np.float32) * np.float32(scale)
+    d = np.einsum('ij,ij->i', qc, qc)[:, None] + p_sq[None] - 2 * (qc @ p.T)
     if exclude_self:
-      rows = np.arange(lo, min(lo + chunk, len(q)))
+      rows = np.arange(lo, lo + len(qc))
       d[rows - lo, rows] = np.inf
     i = d.argmin(1)
     best_i.append(i)
-    best_d.append(np.sqrt(d[np.arange(len(i)), i]))
+    # The expanded form cancels badly for near-copies: the winner's distance exactly, in f64.
+    diff = (q[lo:lo + chunk].astype(np.float64) - pool[i].astype(np.float64)) * scale
+    best_d.append(np.sqrt((diff * diff).sum(1)))
   return np.concatenate(best_i), np.concatenate(best_d)
 
 
 def memorization_ratio(synthetic: np.ndarray, real: np.ndarray,
-                       real_nn_median: float | None = None) -> dict[str, np.ndarray | float]:
+                       real_nn_median: float | None = None, scale: float = 1.0
+                       ) -> dict[str, np.ndarray | float]:
   """Nearest-real-image distance of each synthetic image over the typical real-real one.
 
   The reference is the median, over the real images, of each real image's distance to its nearest
-  *other* real image (``real_nn_median`` if given). A ratio near 0 flags a (near-)copy of a training image; natural novel images
-  sit near or above 1.
+  *other* real image (``real_nn_median`` if given). A ratio near 0 flags a (near-)copy of a
+  training image; natural novel images sit near or above 1. Features are multiplied by ``scale``.
 
   Returns:
     {'nearest' (indices into ``real``), 'distance', 'ratio', 'real_nn_median'}.
   """
-  idx, dist = nearest_neighbours(synthetic, real)
+  idx, dist = nearest_neighbours(synthetic, real, scale=scale)
   if real_nn_median is None:  # the expensive part; callers may cache it per pool
-    _, real_nn = nearest_neighbours(real, real, exclude_self=True)
+    _, real_nn = nearest_neighbours(real, real, exclude_self=True, scale=scale)
     real_nn_median = float(np.median(real_nn))
   ref = float(real_nn_median)
   return {'nearest': idx, 'distance': dist, 'ratio': dist / max(ref, 1e-12),

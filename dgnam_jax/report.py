@@ -127,6 +127,14 @@ def read_manifest(out_dir: str) -> dict | None:
     return json.load(f)
 
 
+def finished_manifest(out_dir: str) -> dict:
+  """:func:`read_manifest` of a finished sweep; a ValueError naming ``out_dir`` otherwise."""
+  manifest = read_manifest(out_dir)
+  if manifest is None or not manifest['rows']:
+    raise ValueError(f'{out_dir} holds no finished sweep (no manifest rows)')
+  return manifest
+
+
 def sha256_file(path: str) -> str:
   """Hex sha256 of a file, read in 16 MiB blocks."""
   digest = hashlib.sha256()

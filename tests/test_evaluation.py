@@ -86,3 +86,48 @@ def test_distinct_rows_drops_near_duplicates():
   np.testing.assert_array_equal(evaluation.distinct_rows(imgs), [0, 2])
   np.testing.assert_array_equal(evaluation.distinct_rows(imgs, [0, 1, 1, 1]), [0, 1, 2])
   assert judging.pairwise_mad(imgs)[0, 1] < 20 / 255
+
+
+def test_prefill_cache_matches_the_per_sweep_passes():
+  """One shared pass fills the cache with what separate passes per sweep compute."""
+  rng = np.random.default_rng(2)
+  train = data.ImageSet(rng.integers(0, 256, (30, 4, 4, 3)).astype(np.uint8),
+                        np.repeat(np.arange(3), 10), ['a', 'b', 'c'], [])
+  test = rng.integers(0, 256, (7, 4, 4, 3)).astype(np.uint8)
+  everything = data.ImageSet(np.concatenate([train.images, test]), np.zeros(37, int),
+                             train.class_names, [])
+  mean = (10.0, 20.0, 30.0)
+  rows = [{'layer': 'fc8', 'unit': u, 'position': None, 'kind': 'unit'} for u in (0, 2)]
+  rows.append({'layer': 'conv', 'unit': 1, 'position': [2, 0], 'kind': 'unit'})
+  specs = evaluation.unit_specs(rows)
+  cache: dict = {}
+  evaluation.prefill_cache(cache, classify=_classify, params=None, mean_bgr=mean,
+                           dataset=everything, specs=specs, train=train, memo_classes=[0, 2],
+                           memo_layers=['conv'], batch=8)
+  acts = evaluation.dataset_activations(_classify, None, everything.images, mean, specs)
+  for j, sp in enumerate(specs):
+    np.testing.assert_allclose(cache[('acts', sp)], acts[:, j], rtol=1e-6)
+  for c in (0, 2):
+    want = evaluation.layer_codes(_classify, None, train.images[train.labels == c], mean,
+                                  ['conv'])
+    np.testing.assert_allclose(cache[('codes', c, ('conv',))]['conv'], want['conv'], rtol=1e-6)
+  assert ('codes', 1, ('conv',)) not in cache  # only the classes asked for
+
+
+def test_methods_grid_spreads_at_most_max_classes(tmp_path, monkeypatch):
+  from dgnam_jax import eval_runs
+  got = {}
+  monkeypatch.setattr(eval_runs.images, 'grid',
+                      lambda tiles, labels, cols: got.update(tiles=tiles, labels=labels, cols=cols))
+  monkeypatch.setattr(eval_runs.images, 'save_image', lambda path, im: path)
+  rows = [{'layer': 'fc8', 'unit': u, 'seed': s, 'class_name': f'c{u}'}
+          for u in range(45) for s in (0, 1, 2)]
+  imgs = np.zeros((len(rows), 8, 8, 3), np.uint8)
+  eval_runs.methods_grid(str(tmp_path / 'g.png'), {'p_a_classes': (rows, imgs),
+                                                   'p_b_classes': (rows[:30], imgs[:30])})
+  units = sorted({int(l.split()[0][1:]) for l in got['labels']})
+  assert units == list(range(0, 45, 3))  # 15 evenly spaced classes, not the first 20
+  assert len(got['tiles']) == 15 * 2 * 2 and got['cols'] == 2  # seeds 0, 1; two methods
+  assert got['tiles'][0].shape == (96, 96, 3)  # 8 px tiles enlarged to ~96 px
+  # Run b lacks classes >= 10: blank tiles keep the lines aligned.
+  assert got['labels'][-1] == 'c42 s1: b' and got['tiles'][-1].min() == 255
