@@ -29,8 +29,13 @@ _TITLE = flags.DEFINE_string('title', 'DGN-AM evaluation', 'Report title.')
 _EXTRA = flags.DEFINE_list('extra_md', [], 'Markdown files appended verbatim (commands, notes).')
 
 
+def _missing(v) -> bool:
+  """None, or NaN (e.g. seed diversity of a one-seed run)."""
+  return v is None or (isinstance(v, float) and v != v)
+
+
 def _f(v, digits: int = 2) -> str:
-  if v is None:
+  if _missing(v):
     return 'n/a'
   if isinstance(v, float):
     return f'{v:.{digits}f}' if abs(v) < 1e4 else f'{v:.3g}'
@@ -38,7 +43,7 @@ def _f(v, digits: int = 2) -> str:
 
 
 def _pct(v) -> str:
-  return 'n/a' if v is None else f'{100 * v:.1f} %'
+  return 'n/a' if _missing(v) else f'{100 * v:.1f} %'
 
 
 def bar_chart(path: str, title: str, groups: list[str], series: dict[str, list[float]]) -> str:
@@ -123,11 +128,15 @@ def render(metrics: dict, out_md: str, title: str, extra: list[str]) -> str:
                    f'{_f(m["pixel_ratio"]["median"])} ({_f(m["min_ratio"])}); '
                    f'{_f(m.get("fc6_ratio", {}).get("median"))} ({_f(m.get("fc6_min_ratio"))}) |')
     k = next(iter(cls_runs.values()))['kid_fid']['photo']
+    sizes = sorted({r['kid_fid']['photo']['n_synthetic'] for r in cls_runs.values()})
+    n_syn = (str(sizes[0]) if len(sizes) == 1 else
+             f'{"/".join(map(str, sizes))} (each run\'s images column above)')
     lines += ['', f'KID: {k["subsets"]} subsets of {k["subset_size"]} images, '
-              f'{k["n_synthetic"]} synthetic vs {k["n_real"]} held-out real images of the same '
+              f'{n_syn} synthetic vs {k["n_real"]} held-out real images of the same '
               'classes, in the judge\'s pool5 features. Memorization ratio: distance to the '
               'nearest training image of the class (pixels) over the median nearest-neighbour '
-              'distance between training images of the class (≈ 0: a copy; ≥ 1: novel).', '']
+              'distance between training images of the class (≈ 0: a copy; ≥ 1: novel). n/a: '
+              'a one-seed run has no seed pairs.', '']
   lines += ['## Relative activation M1 (medians)', '',
             '| run | units | raw output | uint8 photo | expected max of N random real images |'
             ' share > 1 (raw) |', '|' + '---|' * 6]
