@@ -130,8 +130,7 @@ def methods_grid(out_png: str, class_runs: dict, output_layer: str = 'fc8',
   units = sorted({u for u, _ in keys})
   shown = set(units[::-(-len(units) // max_classes)])
   keys = [k for k in keys if k[0] in shown]
-  if scale is None:
-    scale = max(1, 96 // class_runs[names[0]][1].shape[1])
+  scale = scale or _sheet_scale(class_runs[names[0]][1], 96)
   class_name = {r['unit']: r.get('class_name') for rows, _ in class_runs.values() for r in rows}
   # evaluate_preset names runs '<preset>_<method>_classes'; other names are shown whole.
   methods = {n: n.split('_classes')[0].split('_', 1)[-1] for n in names}
@@ -145,9 +144,10 @@ def methods_grid(out_png: str, class_runs: dict, output_layer: str = 'fc8',
   return images.save_image(out_png, images.grid(tiles, labels, len(names)))
 
 
-def _sheet_scale(images_: np.ndarray) -> int:
-  """Sheets show tiles of ~64 px: 32 px images twice as large, 64 px ones as they are."""
-  return max(1, 64 // images_.shape[1])
+def _sheet_scale(images_: np.ndarray, tile_px: int = 64) -> int:
+  """The enlargement that shows ``images_`` as tiles of about ``tile_px`` (at least 1x): sheets
+  use 64 px (32 px images twice as large, 64 px ones as they are)."""
+  return max(1, tile_px // images_.shape[1])
 
 
 def _memorization_sheet(out_png, rows, rendered, nearest, train_images, output_layer,

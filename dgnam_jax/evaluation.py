@@ -91,8 +91,8 @@ def dataset_pass(classify, params, images: np.ndarray, mean_bgr, specs, layers=(
     a, c = fn(params, jnp.asarray(images[i:i + batch]), mean)
     acts.append(np.asarray(a))
     k = keep[i:i + batch]
-    for l in layers:
-      if k.any():
+    if k.any():
+      for l in layers:
         codes[l].append(np.asarray(c[l])[k])
   return np.concatenate(acts), {l: np.concatenate(v) for l, v in codes.items()}
 
@@ -129,10 +129,11 @@ def photo_to_input(photo: np.ndarray, mean_bgr) -> np.ndarray:
 
 
 def relative_activations(classify, params, rendered: Mapping[str, np.ndarray], specs,
-                         dataset_acts: np.ndarray, mean_bgr) -> dict[str, np.ndarray]:
-  """M1 per row for the raw generator output and for the uint8 photo."""
+                         dataset_max: np.ndarray, mean_bgr) -> dict[str, np.ndarray]:
+  """M1 per row for the raw generator output and for the uint8 photo (``dataset_max``: each
+  row's unit maximum over the dataset)."""
   idx = np.arange(len(specs))
-  best = dataset_acts.max(0)
+  best = np.asarray(dataset_max)
   raw = unit_activations(classify, params, rendered['raw'], specs)[idx, idx]
   photo = unit_activations(classify, params, photo_to_input(rendered['photo'], mean_bgr),
                            specs)[idx, idx]
@@ -206,17 +207,17 @@ def evaluate_sweep(*, rows, rendered, classify, clf_params, clf_mean, judge: jud
   if missing:
     got = dataset_activations(classify, clf_params, dataset.images, clf_mean, tuple(missing))
     cache.update({('acts', sp): got[:, j] for j, sp in enumerate(missing)})
-  acts = np.stack([cache[('acts', sp)] for sp in specs], axis=1)
-  rel = relative_activations(classify, clf_params, rendered, specs, acts, clf_mean)
-  # The seeds of a unit share its dataset column: order statistics once per distinct unit.
+  # The seeds of a unit share its dataset column: statistics once per distinct unit.
   pos = {sp: i for i, sp in enumerate(dict.fromkeys(specs))}
   col = np.asarray([pos[sp] for sp in specs])
   uniq = np.stack([cache[('acts', sp)] for sp in pos], axis=1)
+  best = uniq.max(0)[col]
+  rel = relative_activations(classify, clf_params, rendered, specs, best, clf_mean)
   out: dict[str, Any] = {'rows': len(rows), 'dataset_images': len(dataset)}
   is_out = np.asarray([s[0] == output_layer for s in specs])
   budget = min(subset_budget or 1000, len(dataset))
   exp_max = metrics.expected_max_of_random_subset(uniq, budget)[col]
-  baseline = metrics.relative_activation(exp_max, acts.max(0))
+  baseline = metrics.relative_activation(exp_max, best)
   for name, mask in (('output', is_out), ('hidden', ~is_out)):
     if mask.any():
       out[f'm1_{name}'] = {'raw': _summary(rel['rel_raw'][mask]),

@@ -31,9 +31,8 @@ def _size(path: str) -> int:
 
 
 def test_committed_checkpoints_are_complete_and_small():
-  for root, parts in ((CIFAR, ('classifier', 'generator', 'judge')),
-                      (TINY, ('classifier', 'generator', 'judge'))):
-    for sub in parts:
+  for root in (CIFAR, TINY):
+    for sub in ('classifier', 'generator', 'judge'):
       path = os.path.join(root, sub)
       meta = checkpoint.read_metadata(path)
       assert _size(path) <= 50e6, (path, _size(path))

@@ -61,7 +61,7 @@ def test_relative_activation_against_the_dataset_maximum():
   # uint8, so the quantised protocol agrees).
   best = dataset[acts.argmax(0)]
   rendered = {'raw': data.to_net_input(best, mean), 'photo': best}
-  rel = evaluation.relative_activations(_classify, None, rendered, specs, acts, mean)
+  rel = evaluation.relative_activations(_classify, None, rendered, specs, acts.max(0), mean)
   np.testing.assert_allclose(rel['rel_raw'], 1.0, rtol=1e-6)
   np.testing.assert_allclose(rel['rel_photo'], 1.0, rtol=1e-6)
 
