@@ -56,6 +56,15 @@ class ImageSet:
     return ImageSet(self.images[idx], self.labels[idx], self.class_names,
                     [self.files[i] for i in idx])
 
+  def spread(self, k: int) -> 'ImageSet':
+    """min(k, len) images evenly spaced over the split (splits are often class-sorted)."""
+    return self.subset(spread_indices(len(self), k))
+
+
+def spread_indices(n: int, k: int) -> np.ndarray:
+  """min(k, n) indices evenly spaced over range(n)."""
+  return np.unique(np.linspace(0, n - 1, min(k, n)).round().astype(int))
+
 
 def decode_image(data: bytes | str, size: int | None = None) -> np.ndarray:
   """Decodes one image (bytes or a path) to uint8 RGB (H, W, 3), resized to size x size if given.

@@ -32,14 +32,6 @@ _IMAGE_SIZE = flags.DEFINE_integer('image_size', None, 'Resize images to this sq
 _K = flags.DEFINE_float('bounds_k', 3.0, 'Default std multiple recorded with the bounds.')
 
 
-def encoder_path(generator: str, meta: dict) -> str:
-  """The encoder checkpoint a generator names (relative paths are relative to it)."""
-  enc = ((meta.get('generator') or {}).get('encoder') or {}).get('checkpoint')
-  if not enc:
-    raise ValueError(f'{generator} names no encoder; pass --encoder')
-  return os.path.normpath(os.path.join(generator, enc))
-
-
 def write_bounds(generator: str, stats, bounds_k: float, source: str) -> None:
   """Stores (2, D) mean/std as the generator's bounds.npy and records it in dgnam.json."""
   meta = checkpoint.read_metadata(generator)
@@ -60,7 +52,7 @@ def main(argv):
   meta = checkpoint.read_metadata(gen)
   if meta.get('kind') != 'generator':
     raise app.UsageError(f'{gen} is not a generator checkpoint')
-  enc_path = _ENCODER.value or encoder_path(gen, meta)
+  enc_path = _ENCODER.value or gen_eval.encoder_checkpoint(gen, meta)
   encoder, params, enc_meta = checkpoint.load_checkpoint(enc_path)
   splits = data.load_dataset(_DATA.value, _CACHE_DIR.value, _IMAGE_SIZE.value)
   images = splits[0] if _SPLIT.value == 'train' else splits[1]

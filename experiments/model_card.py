@@ -66,7 +66,9 @@ def _generator_section(path: str, meta: dict) -> list[str]:
           f'{meta["architecture"]}; {t.get("param_count", 0):,} parameters. Encoder: '
           f'`{g["encoder"]["checkpoint"]}` ({g["encoder"]["blob"]}).',
           f'- **Held-out reconstruction PSNR: {t.get("test_psnr_db", float("nan")):.2f} dB** '
-          f'(G(E(x)) + mean clipped to 0-255 against x, {t.get("test_images")} test images); '
+          f'(G(E(x)) + mean clipped to 0-255 against x, MSE pooled over {t.get("test_images")} '
+          'test images' + (f'; the mean of per-image PSNRs is {t["test_psnr_image_mean_db"]:.2f} dB'
+                           if 'test_psnr_image_mean_db' in t else '') + '); '
           f'**relative fc6 re-encoding error {t.get("test_code_rel_err", float("nan")):.3f}** '
           '(mean over images of |E(G(E(x))) - E(x)| / |E(x)|).',
           f'- Losses (normalised; DeePSim recipe): {t.get("config")}.',

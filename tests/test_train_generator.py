@@ -142,6 +142,18 @@ def test_trainer_resumes_exactly_and_exports(tiny):
   again = gen_eval.reconstruction_metrics(enc, enc_params, module, params, test,
                                           enc_meta['mean']['per_channel'])
   assert again['psnr_db'] == pytest.approx(t['test_psnr_db'], abs=1e-3)
+  assert again['psnr_image_mean_db'] == pytest.approx(t['test_psnr_image_mean_db'], abs=1e-3)
+  # Both PSNRs from the photos themselves (per-image MSE in NumPy).
+  mean = np.asarray(enc_meta['mean']['per_channel'], np.float32)
+  fake = module.apply({'params': params},
+                      enc.apply({'params': enc_params}, data.to_net_input(test.images, mean))
+                      .blobs['fc6']).blobs['deconv0']
+  err = np.clip(np.asarray(fake) + mean, 0, 255) - test.images[..., ::-1].astype(np.float32)
+  mse = np.mean(np.square(err, dtype=np.float64), axis=(1, 2, 3))
+  assert again['psnr_db'] == pytest.approx(10 * np.log10(255 ** 2 / mse.mean()), abs=1e-3)
+  assert again['psnr_image_mean_db'] == pytest.approx(
+      np.mean(10 * np.log10(255 ** 2 / mse)), abs=1e-3)
+  assert again['psnr_image_mean_db'] > again['psnr_db']  # Jensen: the images' errors differ
 
   # A second stage starts from the first one's G (here exported before any step of its own).
   stage2 = str(root / 'g_stage2')
@@ -200,6 +212,19 @@ def test_runners(tiny):
     assert 'train images' in json.load(f)['generator']['bounds_from']
   rc, log = _run('experiments.code_bounds', f'--generator={cls}', f'--data={NPZ}')
   assert rc != 0 and 'not a generator' in log
+
+  scores, grid = root / 'scores.json', root / 'recon.png'
+  rc, log = _run('experiments.score_generator', f'--generator={out}', f'--data={NPZ}',
+                 f'--cache_dir={root / "cache"}', f'--json={scores}', f'--grid={grid}')
+  assert rc == 0, log
+  ev = json.loads(scores.read_text())
+  assert ev['psnr_db'] == pytest.approx(meta['training']['test_psnr_db'], abs=1e-3)
+  assert ev['psnr_image_mean_db'] > ev['psnr_db'] and f'{ev["psnr_db"]:.2f} dB pooled' in log
+  assert grid.stat().st_size > 1000
+  bad = root / 'bad.json'
+  rc, log = _run('experiments.score_generator', f'--generator={cls}', f'--data={NPZ}',
+                 f'--json={bad}')
+  assert rc != 0 and f'{cls} is not a generator checkpoint' in log and not bad.exists()
 
 
 def test_evaluate_and_report_runners(tiny, tmp_path):

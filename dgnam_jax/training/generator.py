@@ -276,11 +276,6 @@ def _warm_start(state: dict, init_from: str) -> tuple[dict, float]:
   return dict(state, g=g, d=d), float(prev[1].get('wall_s', 0.0))
 
 
-def _spread(n: int, k: int) -> np.ndarray:
-  """min(k, n) indices evenly spaced over range(n)."""
-  return np.unique(np.linspace(0, n - 1, min(k, n)).round().astype(int))
-
-
 def train_generator(train: data.ImageSet, test: data.ImageSet, encoder_path: str,
                     config: small_gen.SmallGenConfig, cfg: GenTrainConfig, workdir: str,
                     out: str | None = None, run_info: Mapping[str, Any] | None = None,
@@ -353,8 +348,8 @@ def train_generator(train: data.ImageSet, test: data.ImageSet, encoder_path: str
                  int(state['step']) / spe)
   step_fn = make_train_step(parts)
   # Spread over the split: test sets are often sorted by class.
-  held_out = test.subset(_spread(len(test), eval_images))
-  grid_images = test.images[_spread(len(test), 16)]
+  held_out = test.spread(eval_images)
+  grid_images = test.spread(16).images
   step = int(state['step'])
   end = total if stop_at_step is None else min(total, stop_at_step)
 
@@ -403,16 +398,17 @@ def train_generator(train: data.ImageSet, test: data.ImageSet, encoder_path: str
   deploy = small_gen.fold_output_scale(jax.device_get(state['g']), cfg.output_scale)
   ev = reconstruction_metrics(encoder, enc_params, deploy_gen, deploy, test, mean_bgr)
   stats = code_statistics(encoder, enc_params, test, mean_bgr)
-  logging.info('deploy generator: held-out PSNR %.2f dB, fc6 re-encoding error %.4f over %d '
-               'images', ev['psnr_db'], ev['code_rel_err'], ev['images'])
+  logging.info('deploy generator: held-out PSNR %.2f dB pooled, %.2f dB mean per image; fc6 '
+               're-encoding error %.4f over %d images', ev['psnr_db'], ev['psnr_image_mean_db'],
+               ev['code_rel_err'], ev['images'])
   result['metrics'] = ev
   if out and os.path.exists(out):
     logging.warning('%s exists; not exporting again', out)
   elif out:
     info = {**(run_info or {}), 'epochs': cfg.epochs * step / total, 'steps': step,
             'train_images': len(train), 'test_images': len(test),
-            'test_psnr_db': ev['psnr_db'], 'test_mse': ev['mse'],
-            'test_code_rel_err': ev['code_rel_err'], 'wall_time_s': round(wall(), 1),
+            'test_psnr_db': ev['psnr_db'], 'test_psnr_image_mean_db': ev['psnr_image_mean_db'],
+            'test_mse': ev['mse'], 'test_code_rel_err': ev['code_rel_err'], 'wall_time_s': round(wall(), 1),
             'seed': cfg.seed, 'device': training.device_description(),
             'param_count': small.param_count(deploy), 'config': dataclasses.asdict(cfg),
             'bounds_from': f'{len(test)} held-out images', 'history': history,
