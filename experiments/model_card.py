@@ -4,9 +4,10 @@ r"""Writes ``MODEL_CARD.md`` of an embedded-default checkpoint folder from the c
 
 Every number in the card comes from the ``training`` entries the trainers stored in each
 checkpoint's ``dgnam.json`` (accuracy, PSNR, wall time, command, seed, device) and from the files
-themselves (sizes, sha256). Expected subfolders: ``classifier/`` (visualized), ``generator/`` and
-optionally ``judge/``; an optional ``settings_search.md`` (from ``experiments.search_settings``)
-is included as the record of how the synthesize preset was chosen.
+themselves (sizes, sha256). Expected subfolders: ``classifier/`` (visualized), ``generator/``,
+optionally ``judge/`` and further judges ``judge_<name>/``; an optional ``settings_search.md``
+(from ``experiments.search_settings``) is included as the record of how the synthesize preset was
+chosen.
 """
 
 from __future__ import annotations
@@ -92,6 +93,9 @@ def card(folder: str, title: str, notes: str | None = None) -> str:
            f'--dir={folder}` from the metadata the trainers stored.', '']
   parts = [('classifier', 'Classifier (the visualized net)'), ('generator', None),
            ('judge', 'Judge (independent classifier; never visualized)')]
+  # Further judges (judge_<name>/), e.g. one of the visualized net's own architecture.
+  parts += [(d, f'Second judge `{d}` (never visualized)') for d in sorted(os.listdir(folder))
+            if d.startswith('judge_') and os.path.isdir(os.path.join(folder, d))]
   rows = []
   for sub, sect in parts:
     path = os.path.join(folder, sub)

@@ -8,6 +8,7 @@ their flags share names with ``experiments.train_classifier``.
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -263,3 +264,17 @@ def test_evaluate_and_report_runners(tiny, tmp_path):
   assert 'For scale: the judge classifies' in text  # its accuracy on real images, from metadata
   assert (tmp_path / 'r' / 'tiny_figures' / 'headline.png').exists()
   assert (tmp_path / 'r' / 'tiny_figures' / 'methods_grid.png').exists() and 'Fig. S17' in text
+
+  # The model card of a folder like checkpoints/cifar10/, with a second judge judge_<name>/.
+  card_dir = tmp_path / 'card'
+  for src, sub in ((cls, 'classifier'), (gen, 'generator'), (cls, 'judge'),
+                   (cls, 'judge_caffenet')):
+    shutil.copytree(src, card_dir / sub)
+  rc, log = _run('experiments.model_card', f'--dir={card_dir}', '--title=tiny card')
+  assert rc == 0, log
+  card = (card_dir / 'MODEL_CARD.md').read_text()
+  assert card.count('**Test top-1 accuracy:') == 3 and 'Second judge `judge_caffenet`' in card
+  t = checkpoint.read_metadata(gen)['training']
+  assert f'PSNR: {t["test_psnr_db"]:.2f} dB' in card
+  assert f'per-image PSNRs is {t["test_psnr_image_mean_db"]:.2f} dB' in card
+  assert card.count('| `judge') == 2  # both judges in the files table
