@@ -7,7 +7,7 @@ checkpoint's ``dgnam.json`` (accuracy, PSNR, wall time, command, seed, device) a
 themselves (sizes, sha256). Expected subfolders: ``classifier/`` (visualized), ``generator/``,
 optionally ``judge/`` and further judges ``judge_<name>/``; an optional ``settings_search.md``
 (from ``experiments.search_settings``) is included as the record of how the synthesize preset was
-chosen.
+chosen, and an optional ``card_notes.md`` (or ``--notes``) is appended verbatim.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ _DATA_SOURCES = {'cifar10': 'CIFAR-10, Krizhevsky 2009',
 
 _DIR = flags.DEFINE_string('dir', None, 'Folder with classifier/, generator/ and judge/.')
 _TITLE = flags.DEFINE_string('title', None, 'Card title.')
-_NOTES = flags.DEFINE_string('notes', None, 'A Markdown file appended verbatim (observations).')
+_NOTES = flags.DEFINE_string('notes', None, 'A Markdown file appended verbatim (observations); '
+                             "default: the folder's card_notes.md if there is one.")
 
 
 def _size_mb(path: str) -> float:
@@ -119,6 +120,8 @@ def card(folder: str, title: str, notes: str | None = None) -> str:
   if os.path.exists(search):
     with open(search) as f:
       lines += ['## How the `synthesize` preset was chosen', '', f.read().strip(), '']
+  default_notes = os.path.join(folder, 'card_notes.md')
+  notes = notes or (default_notes if os.path.exists(default_notes) else None)
   if notes:
     with open(notes) as f:
       lines += [f.read().strip(), '']
