@@ -213,6 +213,15 @@ def load_dataset(data: str, cache_dir: str | None = None, size: int | None = Non
   return split_holdout(full, test_fraction, seed)
 
 
+def load_split(data: str, split: str, cache_dir: str | None = None,
+               size: int | None = None) -> ImageSet:
+  """One split of :func:`load_dataset`: 'train', or 'test' (the held-out images)."""
+  if split not in ('train', 'test'):
+    raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+  train, test = load_dataset(data, cache_dir, size)
+  return train if split == 'train' else test
+
+
 def split_holdout(full: ImageSet, test_fraction: float,
                   seed: int = 0) -> tuple[ImageSet, ImageSet]:
   """Holds out ``test_fraction`` of each class (at least one image if the class has two)."""

@@ -19,16 +19,11 @@ import sys
 from absl import app
 from absl import flags
 
-from dgnam_jax import checkpoint, data, report
+from dgnam_jax import checkpoint, report
 from dgnam_jax.training import gen_eval
+from experiments import _generator_flags as gflags
 
 _GENERATOR = flags.DEFINE_string('generator', None, 'Generator checkpoint to write bounds into.')
-_ENCODER = flags.DEFINE_string('encoder', None, 'Encoder (classifier) checkpoint; default: the '
-                               "one the generator's metadata names.")
-_DATA = flags.DEFINE_string('data', None, 'JPEG-pack .npz or image folder.')
-_SPLIT = flags.DEFINE_enum('split', 'test', ['train', 'test'], 'Which split (held-out: test).')
-_CACHE_DIR = flags.DEFINE_string('cache_dir', None, 'Decoded-image cache.')
-_IMAGE_SIZE = flags.DEFINE_integer('image_size', None, 'Resize images to this square size.')
 _K = flags.DEFINE_float('bounds_k', 3.0, 'Default std multiple recorded with the bounds.')
 
 
@@ -49,19 +44,17 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   gen = _GENERATOR.value
-  meta = checkpoint.read_metadata(gen)
-  if meta.get('kind') != 'generator':
-    raise app.UsageError(f'{gen} is not a generator checkpoint')
-  enc_path = _ENCODER.value or gen_eval.encoder_checkpoint(gen, meta)
-  encoder, params, enc_meta = checkpoint.load_checkpoint(enc_path)
-  splits = data.load_dataset(_DATA.value, _CACHE_DIR.value, _IMAGE_SIZE.value)
-  images = splits[0] if _SPLIT.value == 'train' else splits[1]
-  mean = enc_meta['mean']['per_channel']
-  stats = gen_eval.code_statistics(encoder, params, images, mean)
-  write_bounds(gen, stats, _K.value, f'{len(images)} {_SPLIT.value} images of {_DATA.value}')
+  try:
+    *_, encoder, params, enc_meta = gen_eval.open_generator(gen, gflags.ENCODER.value)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from None
+  images = gflags.images()
+  stats = gen_eval.code_statistics(encoder, params, images, enc_meta['mean']['per_channel'])
+  source = f'{len(images)} {gflags.SPLIT.value} images of {gflags.DATA.value}'
+  write_bounds(gen, stats, _K.value, source)
   upper = stats[0] + _K.value * stats[1]
   print(f'{gen}/bounds.npy: mean/std of {stats.shape[1]} code units over {len(images)} '
-        f'{_SPLIT.value} images; upper bound (k={_K.value:g}) mean {upper.mean():.3f}, max '
+        f'{gflags.SPLIT.value} images; upper bound (k={_K.value:g}) mean {upper.mean():.3f}, max '
         f'{upper.max():.3f}; {float((stats[0] == 0).mean()):.0%} of units never active')
   return 0
 

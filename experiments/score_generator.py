@@ -19,16 +19,11 @@ import sys
 from absl import app
 from absl import flags
 
-from dgnam_jax import data, report
+from dgnam_jax import report
 from dgnam_jax.training import gen_eval
+from experiments import _generator_flags as gflags
 
 _GENERATOR = flags.DEFINE_string('generator', None, 'Generator checkpoint to score.')
-_ENCODER = flags.DEFINE_string('encoder', None, 'Encoder (classifier) checkpoint; default: the '
-                               "one the generator's metadata names.")
-_DATA = flags.DEFINE_string('data', None, 'JPEG-pack .npz or image folder.')
-_SPLIT = flags.DEFINE_enum('split', 'test', ['train', 'test'], 'Which split (held-out: test).')
-_CACHE_DIR = flags.DEFINE_string('cache_dir', None, 'Decoded-image cache.')
-_IMAGE_SIZE = flags.DEFINE_integer('image_size', None, 'Resize images to this square size.')
 _GRID = flags.DEFINE_string('grid', None, 'Optional PNG: 16 images spread over the split '
                             'above their reconstructions.')
 _JSON = flags.DEFINE_string('json', None, 'Optional JSON file for the numbers.')
@@ -39,22 +34,19 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   try:
     gen, gen_params, meta, enc, enc_params, enc_meta = gen_eval.open_generator(
-        _GENERATOR.value, _ENCODER.value)
+        _GENERATOR.value, gflags.ENCODER.value)
   except ValueError as e:
     raise app.UsageError(str(e)) from None
-  splits = data.load_dataset(_DATA.value, _CACHE_DIR.value, _IMAGE_SIZE.value)
-  images = splits[0] if _SPLIT.value == 'train' else splits[1]
+  images = gflags.images()
   mean = enc_meta['mean']['per_channel']
   ev = gen_eval.reconstruction_metrics(enc, enc_params, gen, gen_params, images, mean)
-  ev.update(generator=_GENERATOR.value, data=_DATA.value, split=_SPLIT.value)
+  ev.update(generator=_GENERATOR.value, data=gflags.DATA.value, split=gflags.SPLIT.value)
   if _GRID.value:
     gen_eval.reconstruction_grid(enc, enc_params, gen, gen_params, images.spread(16).images, mean,
                                  _GRID.value)
   if _JSON.value:
     report.atomic_write_text(_JSON.value, json.dumps(ev, indent=1))
-  print(f'{_GENERATOR.value}: {ev["images"]} {_SPLIT.value} images; PSNR {ev["psnr_db"]:.2f} dB '
-        f'pooled, {ev["psnr_image_mean_db"]:.2f} dB mean per image; fc6 re-encoding error '
-        f'{ev["code_rel_err"]:.4f}')
+  print(f'{_GENERATOR.value}, {ev["images"]} {gflags.SPLIT.value} images: {gen_eval.describe(ev)}')
   return 0
 
 

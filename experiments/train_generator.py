@@ -24,7 +24,7 @@ from absl import flags
 
 from dgnam_jax import checkpoint
 from dgnam_jax.nets import small_gen
-from dgnam_jax.training import generator
+from dgnam_jax.training import gen_eval, generator
 from experiments import _training_log as runner
 
 _DEFAULT = generator.GenTrainConfig()
@@ -59,9 +59,7 @@ _EXPORT_PARTIAL = flags.DEFINE_bool('export_partial', False, 'With --stop_at_ste
 
 
 def main(argv) -> int:
-  return runner.run('train_generator', argv, _train, lambda r: (
-      f'held-out PSNR {r["metrics"]["psnr_db"]:.2f} dB, fc6 re-encoding error '
-      f'{r["metrics"]["code_rel_err"]:.4f}'))
+  return runner.run('train_generator', argv, _train, lambda r: gen_eval.describe(r['metrics']))
 
 
 def _train(train, test, workdir, out, run_info, **loop) -> dict:

@@ -58,6 +58,12 @@ def test_folder_with_train_and_test(tmp_path):
   path = os.path.join(FOLDER, 'train', train.files[5])
   np.testing.assert_array_equal(train.images[5], np.asarray(Image.open(path).convert('RGB')))
   assert len(list(tmp_path.glob('*.npy'))) == 2
+  # One split by name; the held-out images spread over a class-sorted split.
+  held_out = data.load_split(FOLDER, 'test', cache_dir=str(tmp_path))
+  np.testing.assert_array_equal(held_out.images, test.images)
+  assert len(set(held_out.spread(10).labels.tolist())) == 10
+  with pytest.raises(ValueError, match="'val'"):
+    data.load_split(FOLDER, 'val')
 
 
 def test_plain_class_folder_holds_out_each_class():

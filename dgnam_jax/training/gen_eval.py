@@ -75,6 +75,12 @@ def reconstruction_metrics(encoder, enc_params, generator, gen_params, dataset: 
           'mse': mse, 'code_rel_err': float(rel.mean()), 'images': len(dataset)}
 
 
+def describe(ev: Mapping[str, float]) -> str:
+  """One line for logs: both PSNRs and the re-encoding error of :func:`reconstruction_metrics`."""
+  return (f'held-out PSNR {ev["psnr_db"]:.2f} dB pooled, {ev["psnr_image_mean_db"]:.2f} dB mean '
+          f'per image; fc6 re-encoding error {ev["code_rel_err"]:.4f}')
+
+
 def reconstruction_grid(encoder, enc_params, generator, gen_params, images_u8: np.ndarray,
                         mean_bgr: np.ndarray, path: str, scale: int = 3) -> str:
   """A PNG of held-out originals (top row of each pair) above their reconstructions G(E(x))."""

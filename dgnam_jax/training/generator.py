@@ -34,8 +34,9 @@ import orbax.checkpoint as ocp
 
 from dgnam_jax import checkpoint, data, images, report, training
 from dgnam_jax.nets import modules, small, small_gen
-from dgnam_jax.training.gen_eval import (CODE_BLOB, code_statistics, export_generator,
-                                         reconstruction_grid, reconstruction_metrics)
+from dgnam_jax.training.gen_eval import (CODE_BLOB, code_statistics, describe,
+                                         export_generator, reconstruction_grid,
+                                         reconstruction_metrics)
 
 CURVES_FILE = 'training_curves.png'
 RECON_FILE = 'reconstructions.png'
@@ -398,9 +399,7 @@ def train_generator(train: data.ImageSet, test: data.ImageSet, encoder_path: str
   deploy = small_gen.fold_output_scale(jax.device_get(state['g']), cfg.output_scale)
   ev = reconstruction_metrics(encoder, enc_params, deploy_gen, deploy, test, mean_bgr)
   stats = code_statistics(encoder, enc_params, test, mean_bgr)
-  logging.info('deploy generator: held-out PSNR %.2f dB pooled, %.2f dB mean per image; fc6 '
-               're-encoding error %.4f over %d images', ev['psnr_db'], ev['psnr_image_mean_db'],
-               ev['code_rel_err'], ev['images'])
+  logging.info('deploy generator over %d images: %s', ev['images'], describe(ev))
   result['metrics'] = ev
   if out and os.path.exists(out):
     logging.warning('%s exists; not exporting again', out)
@@ -408,7 +407,8 @@ def train_generator(train: data.ImageSet, test: data.ImageSet, encoder_path: str
     info = {**(run_info or {}), 'epochs': cfg.epochs * step / total, 'steps': step,
             'train_images': len(train), 'test_images': len(test),
             'test_psnr_db': ev['psnr_db'], 'test_psnr_image_mean_db': ev['psnr_image_mean_db'],
-            'test_mse': ev['mse'], 'test_code_rel_err': ev['code_rel_err'], 'wall_time_s': round(wall(), 1),
+            'test_mse': ev['mse'], 'test_code_rel_err': ev['code_rel_err'],
+            'wall_time_s': round(wall(), 1),
             'seed': cfg.seed, 'device': training.device_description(),
             'param_count': small.param_count(deploy), 'config': dataclasses.asdict(cfg),
             'bounds_from': f'{len(test)} held-out images', 'history': history,
