@@ -23,12 +23,20 @@ def evaluate_runs(runs: Sequence[str], *, generator: str, classifier: str, judge
                   data_path: str, out: str, cache_dir: str | None = None,
                   output_layer: str = 'fc8', subset_budget: int = 1000,
                   memo_layers: Sequence[str] = ('pool5', 'fc6', 'fc7'), command: str = '',
-                  log=print) -> dict:
-  """Evaluates ``runs`` and writes ``<out>/metrics.json``; returns the record written."""
+                  extra_judge_paths: Sequence[str] = (), log=print) -> dict:
+  """Evaluates ``runs`` and writes ``<out>/metrics.json``; returns the record written.
+
+  ``extra_judge_paths``: further judge checkpoints, named by their folder names, that score the
+  class images too (recognizability only; the realism metrics use ``judge_path``).
+  """
   t0 = time.time()
   pipe, gen_params, clf_params, _, clf_meta = load_pair(generator, classifier)
   mean = clf_meta['mean']['per_channel']
   judge = judging.Judge(judge_path)
+  extra_names = [os.path.basename(os.path.normpath(p)) for p in extra_judge_paths]
+  if len(set(extra_names)) != len(extra_names):
+    raise ValueError(f'further judges need distinct folder names: {list(extra_judge_paths)}')
+  extra = {n: judging.Judge(p) for n, p in zip(extra_names, extra_judge_paths)}
   train, test = data.load_dataset(data_path, cache_dir)
   everything = data.ImageSet(np.concatenate([train.images, test.images]),
                              np.concatenate([train.labels, test.labels]), train.class_names, [])
@@ -36,7 +44,10 @@ def evaluate_runs(runs: Sequence[str], *, generator: str, classifier: str, judge
   os.makedirs(out, exist_ok=True)
   record = {'command': command, 'generator': os.path.abspath(generator),
             'classifier': os.path.abspath(classifier), 'judge': os.path.abspath(judge_path),
-            'data': os.path.abspath(data_path), 'runs': {}}
+            'data': os.path.abspath(data_path), 'runs': {},
+            **({'extra_judges': {n: os.path.abspath(p) for n, p in zip(extra_names,
+                                                                      extra_judge_paths)}}
+               if extra else {})}
   cache: dict = {}  # dataset activations, training codes, real distances: shared by the runs
   t = time.time()
   _prefill(cache, runs, pipe, clf_params, mean, everything, train, output_layer, memo_layers)
@@ -52,7 +63,7 @@ def evaluate_runs(runs: Sequence[str], *, generator: str, classifier: str, judge
         rows=rows, rendered=rendered, classify=pipe.classify, clf_params=clf_params,
         clf_mean=mean, judge=judge, dataset=everything, real_for_kid=test, train=train,
         output_layer=output_layer, subset_budget=subset_budget, memo_layers=memo_layers,
-        cache=cache)
+        cache=cache, extra_judges=extra)
     arrays = res['_arrays']
     name = os.path.basename(os.path.normpath(run))
     _sheet(os.path.join(out, f'{name}_top_real.png'), rows, rendered, arrays['top_real'],

@@ -183,7 +183,8 @@ def evaluate_sweep(*, rows, rendered, classify, clf_params, clf_mean, judge: jud
                    dataset: data.ImageSet, real_for_kid: data.ImageSet, train: data.ImageSet,
                    features_fn=None, output_layer: str = 'fc8', subset_budget: int | None = None,
                    memo_layers: Sequence[str] = ('pool5', 'fc6', 'fc7'),
-                   cache: dict | None = None) -> dict[str, Any]:
+                   cache: dict | None = None,
+                   extra_judges: Mapping[str, judging.Judge] | None = None) -> dict[str, Any]:
   """Every metric of one sweep (see the module docstring); arrays for figures under '_arrays'.
 
   Args:
@@ -199,6 +200,8 @@ def evaluate_sweep(*, rows, rendered, classify, clf_params, clf_mean, judge: jud
     memo_layers: classifier blobs whose code space the memorization check also uses.
     cache: a dict reused across runs on the same dataset (dataset activations per unit spec,
       training codes, real-real distances).
+    extra_judges: further judges by name; their top-1/top-5 (both conventions, distinct images)
+      go to ``out['extra_judges'][name]``. The realism metrics use ``judge`` only.
   """
   cache = {} if cache is None else cache
   t0 = time.time()
@@ -229,6 +232,9 @@ def evaluate_sweep(*, rows, rendered, classify, clf_params, clf_mean, judge: jud
     labels = np.asarray([r['unit'] for r in rows])[is_out]
     cls_rendered = {k: rendered[k][is_out] for k in ('original', 'photo')}
     out['judge'] = judge_scores(judge, cls_rendered, labels)
+    if extra_judges:
+      out['extra_judges'] = {k: judge_scores(j, cls_rendered, labels)
+                             for k, j in extra_judges.items()}
     feats = features_fn or (lambda rgb: judge_features(judge, rgb))
     real_mask = np.isin(real_for_kid.labels, labels)
     key = ('real_feats', tuple(sorted(set(labels.tolist()))))

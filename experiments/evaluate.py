@@ -13,7 +13,8 @@ memorization ratio. Output rows (classes) need the classifier's logit layer (``-
 The generator and classifier are the ones the run used (``--generator`` / ``--classifier``, or
 the run's preset). Writes ``<out>/metrics.json``, a top-k sheet per run (synthetic images next
 to the 5 real images that drive the unit most) and rewrites each run's ``index.html`` with M1 and
-the judge's verdict on every card.
+the judge's verdict on every card. ``--extra_judges`` adds further judges' top-1/top-5 of the
+class images (e.g. one of the visualized net's own architecture, which is easier to fool).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from dgnam_jax import eval_runs, sweep
 _RUNS = flags.DEFINE_list('runs', None, 'synthesize output directories.')
 _DATA = flags.DEFINE_string('data', None, 'The dataset (JPEG-pack .npz or folder).')
 _JUDGE = flags.DEFINE_string('judge', None, 'Independent classifier checkpoint.')
+_EXTRA_JUDGES = flags.DEFINE_list('extra_judges', [], 'Further judge checkpoints that score '
+                                  'the class images too (recognizability tables only).')
 _OUT = flags.DEFINE_string('out', None, 'Directory for metrics.json and sheets.',
                            allow_override=True)
 _PRESET = flags.DEFINE_string('preset', 'cifar10', 'Preset naming the generator/classifier.')
@@ -47,16 +50,24 @@ def main(argv) -> int:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   preset = sweep.PRESETS.get(_PRESET.value, {})
-  record = eval_runs.evaluate_runs(
+  try:
+    record = _evaluate(preset)
+  except (ValueError, OSError) as e:  # bad paths, checkpoints, data; anything else is a bug
+    print(f'evaluate: error: {e}', file=sys.stderr)
+    return 1
+  print(f'wrote {os.path.join(os.path.abspath(_OUT.value), "metrics.json")} in '
+        f'{record["wall_s"]:.0f} s')
+  return 0
+
+
+def _evaluate(preset: dict) -> dict:
+  return eval_runs.evaluate_runs(
       _RUNS.value, generator=_GENERATOR.value or preset.get('generator'),
       classifier=_CLASSIFIER.value or preset.get('classifier'), judge_path=_JUDGE.value,
       data_path=_DATA.value, out=_OUT.value, cache_dir=_CACHE_DIR.value,
       output_layer=_OUTPUT_LAYER.value, subset_budget=_BUDGET.value,
-      memo_layers=_MEMO_LAYERS.value,
+      memo_layers=_MEMO_LAYERS.value, extra_judge_paths=_EXTRA_JUDGES.value,
       command='python -m experiments.evaluate ' + ' '.join(sys.argv[1:]))
-  print(f'wrote {os.path.join(os.path.abspath(_OUT.value), "metrics.json")} in '
-        f'{record["wall_s"]:.0f} s')
-  return 0
 
 
 if __name__ == '__main__':

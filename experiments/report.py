@@ -78,16 +78,28 @@ def bar_chart(path: str, title: str, groups: list[str], series: dict[str, list[f
   return path
 
 
-def _judge_reference(judge_path: str) -> str:
-  """How often the judge recognizes real held-out images: the scale its scores live on."""
+def _judge_reference(judge_path: str, who: str = 'the judge') -> str:
+  """How often a judge recognizes real held-out images: the scale its scores live on."""
   try:
     t = checkpoint.read_metadata(judge_path).get('training') or {}
   except (OSError, ValueError):  # CheckpointError is a ValueError
     t = {}
   if 'test_accuracy' not in t:
-    return 'The judge\'s accuracy on real images is not recorded in its checkpoint.'
-  return (f'For scale: the judge classifies {_pct(t["test_accuracy"])} of '
+    return f'The accuracy of {who} on real images is not recorded in its checkpoint.'
+  return (f'For scale: {who} classifies {_pct(t["test_accuracy"])} of '
           f'{t.get("test_images")} real held-out images correctly (top-1; its training metadata).')
+
+
+def _recognizability(scores: dict[str, dict]) -> list[str]:
+  """The judge table: run name -> judge_scores of that run."""
+  lines = ['| run | images | top-1 stretch | top-1 photo | top-5 stretch | top-5 photo | '
+           'distinct images (photo) | top-1 photo, distinct only |', '|' + '---|' * 8]
+  for name, j in scores.items():
+    lines.append(f'| {name} | {j["images"]} | {_pct(j["top1_original"])} | '
+                 f'{_pct(j["top1_photo"])} | {_pct(j["top5_original"])} | '
+                 f'{_pct(j["top5_photo"])} | {j["distinct_photo"]["images"]} | '
+                 f'{_pct(j["distinct_photo"]["top1"])} |')
+  return lines
 
 
 def render(metrics: dict, out_md: str, title: str, extra: list[str]) -> str:
@@ -104,18 +116,16 @@ def render(metrics: dict, out_md: str, title: str, extra: list[str]) -> str:
   if cls_runs:
     lines += ['## Recognizability by the judge (class units)', '',
               _judge_reference(metrics['judge']), '',
-              '| run | images | top-1 stretch | top-1 photo | top-5 stretch | top-5 photo | '
-              'distinct images (photo) | top-1 photo, distinct only |', '|' + '---|' * 8]
-    for name, r in cls_runs.items():
-      j = r['judge']
-      lines.append(f'| {name} | {j["images"]} | {_pct(j["top1_original"])} | '
-                   f'{_pct(j["top1_photo"])} | {_pct(j["top5_original"])} | '
-                   f'{_pct(j["top5_photo"])} | {j["distinct_photo"]["images"]} | '
-                   f'{_pct(j["distinct_photo"]["top1"])} |')
-    lines += ['', '"stretch" is the saved image (the original\'s clip to ±120 and min-max stretch); '
-              '"photo" is generator output + mean clipped to 0-255. Distinct: seeds of a class '
-              'whose images differ by a mean absolute difference < 20/255 count once.', '',
-              '## Realism, diversity, memorization (class units)', '',
+              *_recognizability({k: r['judge'] for k, r in cls_runs.items()}),
+              '', '"stretch" is the saved image (the original\'s clip to ±120 and min-max '
+              'stretch); "photo" is generator output + mean clipped to 0-255. Distinct: seeds of '
+              'a class whose images differ by a mean absolute difference < 20/255 count once.', '']
+    for jname, jpath in (metrics.get('extra_judges') or {}).items():
+      lines += [f'### The same images by the further judge `{jname}`', '',
+                _judge_reference(jpath, f'`{jname}`') + f' Checkpoint: `{jpath}`.', '',
+                *_recognizability({k: r['extra_judges'][jname] for k, r in cls_runs.items()
+                                   if jname in (r.get('extra_judges') or {})}), '']
+    lines += ['## Realism, diversity, memorization (class units)', '',
               '| run | KID photo (± std) | FID photo | KID stretch | seed pairs distinct (photo) | '
               'mean pairwise judge-feature distance | memorization ratio median (min): pixels; '
               'fc6 |', '|' + '---|' * 7]

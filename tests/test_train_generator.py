@@ -243,13 +243,21 @@ def test_evaluate_and_report_runners(tiny, tmp_path):
   rc, log = _run('experiments.synthesize', '--method=pixel_tv', f'--classifier={cls}',
                  '--units=0-2', '--seeds=1', '--iters=2', f'--out={pix}')
   assert rc == 0, log
+  twin = tmp_path / 'judge_twin'  # a further judge: the same net, so the same verdicts
+  shutil.copytree(cls, twin)
   rc, log = _run('experiments.evaluate', f'--runs={syn},{pix}', f'--data={NPZ}', f'--judge={cls}',
                  f'--generator={gen}', f'--classifier={cls}', f'--out={tmp_path / "eval"}',
-                 f'--cache_dir={root / "cache"}', '--subset_budget=10')
+                 f'--cache_dir={root / "cache"}', '--subset_budget=10', f'--extra_judges={twin}')
   assert rc == 0, log
   with open(tmp_path / 'eval' / 'metrics.json') as f:
     m = json.load(f)['runs']['syn']
   assert m['rows'] == 6 and m['judge']['images'] == 6 and m['m1_output']['raw']['n'] == 6
+  assert m['extra_judges']['judge_twin'] == m['judge']
+  rc, log = _run('experiments.evaluate', f'--runs={syn}', f'--data={NPZ}', f'--judge={cls}',
+                 f'--generator={gen}', f'--classifier={cls}', f'--out={tmp_path / "eval2"}',
+                 f'--extra_judges={twin},{tmp_path / "x" / "judge_twin"}')
+  assert rc != 0 and 'distinct folder names' in log
+  assert not (tmp_path / 'eval2' / 'metrics.json').exists()
   assert m['kid_fid']['photo']['n_real'] == 15  # the 5 test images of each of 3 classes
   assert 'M1' in (syn / 'index.html').read_text()  # the gallery was annotated
   with Image.open(tmp_path / 'eval' / 'methods_grid.png') as im:
@@ -262,6 +270,7 @@ def test_evaluate_and_report_runners(tiny, tmp_path):
   text = (tmp_path / 'r' / 'tiny.md').read_text()
   assert '| syn | 6 |' in text and '| pix | 3 |' in text
   assert 'For scale: the judge classifies' in text  # its accuracy on real images, from metadata
+  assert 'further judge `judge_twin`' in text and 'For scale: `judge_twin` classifies' in text
   assert (tmp_path / 'r' / 'tiny_figures' / 'headline.png').exists()
   assert (tmp_path / 'r' / 'tiny_figures' / 'methods_grid.png').exists() and 'Fig. S17' in text
 
