@@ -33,10 +33,11 @@ def evaluate_runs(runs: Sequence[str], *, generator: str, classifier: str, judge
   pipe, gen_params, clf_params, _, clf_meta = load_pair(generator, classifier)
   mean = clf_meta['mean']['per_channel']
   judge = judging.Judge(judge_path)
-  extra_names = [os.path.basename(os.path.normpath(p)) for p in extra_judge_paths]
-  if len(set(extra_names)) != len(extra_names):
+  extra_paths = {os.path.basename(os.path.normpath(p)): os.path.abspath(p)
+                 for p in extra_judge_paths}
+  if len(extra_paths) != len(extra_judge_paths):
     raise ValueError(f'further judges need distinct folder names: {list(extra_judge_paths)}')
-  extra = {n: judging.Judge(p) for n, p in zip(extra_names, extra_judge_paths)}
+  extra = {n: judging.Judge(p) for n, p in extra_paths.items()}
   train, test = data.load_dataset(data_path, cache_dir)
   everything = data.ImageSet(np.concatenate([train.images, test.images]),
                              np.concatenate([train.labels, test.labels]), train.class_names, [])
@@ -45,9 +46,7 @@ def evaluate_runs(runs: Sequence[str], *, generator: str, classifier: str, judge
   record = {'command': command, 'generator': os.path.abspath(generator),
             'classifier': os.path.abspath(classifier), 'judge': os.path.abspath(judge_path),
             'data': os.path.abspath(data_path), 'runs': {},
-            **({'extra_judges': {n: os.path.abspath(p) for n, p in zip(extra_names,
-                                                                      extra_judge_paths)}}
-               if extra else {})}
+            **({'extra_judges': extra_paths} if extra_paths else {})}
   cache: dict = {}  # dataset activations, training codes, real distances: shared by the runs
   t = time.time()
   _prefill(cache, runs, pipe, clf_params, mean, everything, train, output_layer, memo_layers)

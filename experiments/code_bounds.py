@@ -44,10 +44,12 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   gen = _GENERATOR.value
-  try:
-    *_, encoder, params, enc_meta = gen_eval.open_generator(gen, gflags.ENCODER.value)
+  try:  # the encoder only: the generator's parameters are not needed for its bounds
+    meta = gen_eval.generator_metadata(gen)
+    enc_path = gflags.ENCODER.value or gen_eval.encoder_checkpoint(gen, meta)
   except ValueError as e:
     raise app.UsageError(str(e)) from None
+  encoder, params, enc_meta = checkpoint.load_checkpoint(enc_path)
   images = gflags.images()
   stats = gen_eval.code_statistics(encoder, params, images, enc_meta['mean']['per_channel'])
   source = f'{len(images)} {gflags.SPLIT.value} images of {gflags.DATA.value}'

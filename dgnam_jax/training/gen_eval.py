@@ -124,15 +124,21 @@ def encoder_checkpoint(generator_path: str, meta: Mapping[str, Any]) -> str:
   return os.path.normpath(os.path.join(generator_path, enc))
 
 
+def generator_metadata(generator_path: str) -> dict[str, Any]:
+  """A generator checkpoint's metadata; ValueError naming the folder if it is another kind."""
+  meta = checkpoint.read_metadata(generator_path)
+  if meta.get('kind') != 'generator':
+    raise ValueError(f'{generator_path} is not a generator checkpoint (kind {meta.get("kind")!r})')
+  return meta
+
+
 def open_generator(generator_path: str, encoder_path: str | None = None):
   """(generator, params, metadata, encoder, encoder params, encoder metadata) of a checkpoint.
 
   ``encoder_path`` defaults to the encoder the generator names. Raises ValueError naming the
   folder when it is not a generator checkpoint.
   """
-  meta = checkpoint.read_metadata(generator_path)
-  if meta.get('kind') != 'generator':
-    raise ValueError(f'{generator_path} is not a generator checkpoint (kind {meta.get("kind")!r})')
+  generator_metadata(generator_path)  # the clear error before any parameters load
   gen, gen_params, meta = checkpoint.load_checkpoint(generator_path)
   encoder, enc_params, enc_meta = checkpoint.load_checkpoint(
       encoder_path or encoder_checkpoint(generator_path, meta))
