@@ -14,6 +14,31 @@ from absl import app
 from absl import flags
 from absl import logging
 
+# The repository root (this package's parent folder).
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def portable_path(path: str) -> str:
+  """``path`` as provenance records it: relative to the repository root when inside it, else
+  relative to the working directory, so that no machine's absolute folders are recorded."""
+  full = os.path.abspath(path)
+  try:
+    base = _REPO if os.path.commonpath([full, _REPO]) == _REPO else os.getcwd()
+    return os.path.relpath(full, base).replace(os.sep, '/')
+  except ValueError:  # another drive (Windows): keep what was given
+    return path
+
+
+def portable_command(runner: str, args) -> str:
+  """The command line, with every absolute path argument (``--flag=/a/b`` or ``/a/b``) made
+  :func:`portable_path`."""
+  def arg(a: str) -> str:
+    flag, eq, value = a.partition('=')
+    if eq and flag.startswith('-') and os.path.isabs(value):
+      return f'{flag}={portable_path(value)}'
+    return portable_path(a) if os.path.isabs(a) else a
+  return f'python -m experiments.{runner} ' + ' '.join(arg(a) for a in args)
+
 DATA = flags.DEFINE_string('data', None, 'JPEG-pack .npz or image folder.')
 WORKDIR = flags.DEFINE_string('workdir', None, 'Checkpoints, logs and curves (resumed if it '
                               'holds a run).')
@@ -64,7 +89,7 @@ def start_run(runner: str, workdir: str, data_path: str, cache_dir: str | None,
     (command line, train split, test split).
   """
   from dgnam_jax import data  # pylint: disable=g-import-not-at-top (keeps this module light)
-  command = f'python -m experiments.{runner} ' + ' '.join(sys.argv[1:])
+  command = portable_command(runner, sys.argv[1:])
   logging.info('command: %s', command)
   t = time.time()
   cache = cache_dir or os.path.join(workdir, 'data_cache')
@@ -86,7 +111,7 @@ def run(runner: str, argv, train: Callable[..., dict], done_message: Callable[[d
   with training_log(WORKDIR.value) as workdir:
     command, train_split, test_split = start_run(runner, workdir, DATA.value, CACHE_DIR.value,
                                                  IMAGE_SIZE.value, TEST_FRACTION.value)
-    run_info = {'data': os.path.abspath(DATA.value), 'command': command}
+    run_info = {'data': portable_path(DATA.value), 'command': command}
     result = train(train_split, test_split, workdir, OUT.value, run_info,
                    stop_at_step=STOP_AT.value, checkpoint_every_secs=CKPT_SECS.value,
                    log_every_steps=LOG_STEPS.value)

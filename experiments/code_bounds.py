@@ -1,7 +1,7 @@
 r"""Computes a generator's code bounds: per-unit mean and std of the encoder's code.
 
   python -m experiments.code_bounds --generator=checkpoints/cifar10/generator \
-      --data=/work/shared/data/cifar10_jpeg.npz --split=test
+      --data=../shared/data/cifar10_jpeg.npz --split=test
 
 The code is the encoder's post-ReLU blob (fc6) over held-out images (``--split``). The result is
 stored in the generator checkpoint as ``bounds.npy`` of kind ``mean_std``: DGN-AM clips codes to

@@ -1,7 +1,7 @@
 r"""Evaluates finished ``synthesize`` runs: every metric of the evaluation suite, in one command.
 
   python -m experiments.evaluate --runs=out/eval/cifar10_classes,out/eval/cifar10_conv5 \
-      --data=/work/shared/data/cifar10_jpeg.npz --judge=checkpoints/cifar10/judge \
+      --data=../shared/data/cifar10_jpeg.npz --judge=checkpoints/cifar10/judge \
       --out=out/eval/cifar10_metrics
 
 For each run (a ``synthesize`` output directory, whose manifest names its layer and units) it

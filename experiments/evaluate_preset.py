@@ -1,7 +1,7 @@
 r"""The whole evaluation of an embedded default in one command: synthesize, evaluate, report.
 
   python -m experiments.evaluate_preset --preset=cifar10 \
-      --data=/work/shared/data/cifar10_jpeg.npz --judge=checkpoints/cifar10/judge \
+      --data=../shared/data/cifar10_jpeg.npz --judge=checkpoints/cifar10/judge \
       --out=out/eval/cifar10 --report=reports/cifar10.md
 
 Runs (resumable ``synthesize`` sweeps under ``--out``): every class of the preset's classifier

@@ -1,7 +1,7 @@
 r"""Scores a generator's reconstructions of held-out images: PSNR and fc6 re-encoding error.
 
   python -m experiments.score_generator --generator=checkpoints/cifar10/generator \
-      --data=/work/shared/data/cifar10_jpeg.npz --grid=/tmp/recon.png
+      --data=../shared/data/cifar10_jpeg.npz --grid=out/recon.png
 
 Prints (and with ``--json`` writes) the PSNR of G(E(x)) against x in the saved-photo convention
 (output + mean clipped to 0-255), both pooled over the split (the MSE of all images, the number the

@@ -1,7 +1,7 @@
 r"""Random search over DGN-AM settings, scored by an independent judge (as the paper tuned by eye).
 
-  python -m experiments.search_settings --preset=cifar10 --judge=/work/runs/judge/export \
-      --trials=12 --seeds=0-4 --out=/work/runs/search_cifar10
+  python -m experiments.search_settings --preset=cifar10 --judge=runs/judge/export \
+      --trials=12 --seeds=0-4 --out=runs/search_cifar10
 
 Trial 0 is the preset itself; the others draw lr (log-uniform), iterations, the L2 decay factor
 and the bounds multiple k at random (``--search_seed``). Each trial synthesizes every class of the

@@ -1,8 +1,8 @@
 r"""Trains the project's CaffeNet-like classifier (CIFAR-10, Tiny ImageNet or an image folder).
 
-  python -m experiments.train_classifier --data=/work/shared/data/cifar10_jpeg.npz \
-      --workdir=/work/runs/cifar10_classifier --out=/work/runs/cifar10_classifier/export \
-      --cache_dir=/work/runs/data_cache --epochs=30
+  python -m experiments.train_classifier --data=../shared/data/cifar10_jpeg.npz \
+      --workdir=runs/cifar10_classifier --out=runs/cifar10_classifier/export \
+      --cache_dir=runs/data_cache --epochs=30
 
 ``--data`` is a JPEG-pack ``.npz`` (train + test/val splits) or a folder ``root/<class>/*.jpg``
 (or ``root/train/<class>`` with ``root/test/`` or ``root/val/``). Decoded images are cached as

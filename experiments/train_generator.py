@@ -1,8 +1,8 @@
 r"""Trains a DeePSim-style generator that inverts a project classifier's fc6 code.
 
-  python -m experiments.train_generator --data=/work/shared/data/cifar10_jpeg.npz \
-      --classifier=checkpoints/cifar10/classifier --workdir=/work/runs/cifar10_generator/work \
-      --out=/work/runs/cifar10_generator/export --cache_dir=/work/runs/data_cache
+  python -m experiments.train_generator --data=../shared/data/cifar10_jpeg.npz \
+      --classifier=checkpoints/cifar10/classifier --workdir=runs/cifar10_generator/work \
+      --out=runs/cifar10_generator/export --cache_dir=runs/data_cache
 
 The classifier (``--classifier``, a project checkpoint) is the encoder (its post-ReLU fc6 is the
 code), the comparator (its conv3 and pool5 blobs) and defines the pixel space (its mean). The
