@@ -1,4 +1,4 @@
-"""Smoke test of experiments/benchmark.py on the tiny nets (every method, JSON written)."""
+"""Smoke test of benchmarks/bench_engine.py on the tiny nets (every method, JSON written)."""
 
 import importlib.util
 import json
@@ -20,9 +20,10 @@ def test_tiny_benchmark_writes_json(tmp_path):
   # A subprocess: runners share flag names (--out, --seed), so tests never import two of them.
   # One row per call lets the batched and per-neuron paths share compiled programs (compiling is
   # most of the cost); one PyTorch thread avoids per-op barrier stalls on a busy machine.
-  subprocess.run([sys.executable, '-m', 'experiments.benchmark', '--size=tiny', '--neurons=2',
-                  '--iters=2', '--repeats=1', '--batch_per_device=1', '--torch_threads=1',
-                  f'--out={out}'], cwd=ROOT, check=True, capture_output=True)
+  subprocess.run([sys.executable, os.path.join('benchmarks', 'bench_engine.py'), '--size=tiny',
+                  '--neurons=2', '--iters=2', '--repeats=1', '--batch_per_device=1',
+                  '--torch_threads=1', f'--out={out}'], cwd=ROOT, check=True,
+                 capture_output=True)
   record = json.loads(out.read_text())
   assert set(KEYS) <= set(record)
   assert (record['size'], record['neurons'], record['iters']) == ('tiny', 2, 2)

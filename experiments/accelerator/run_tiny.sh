@@ -77,7 +77,7 @@ if [ $(left) -gt 120 ]; then
     echo eval/${P}_${m}_classes >> $R/order.txt; done
 fi
 # 4. Full-size speed (random weights): JAX engine vs loops vs PyTorch on the same GPU.
-[ $(left) -gt 60 ] && run 100 bench_f32 $PY -m experiments.benchmark --size=full $BENCH --out=$R/bench_full_f32.json
+[ $(left) -gt 60 ] && run 100 bench_f32 $PY benchmarks/bench_engine.py --size=full $BENCH --out=$R/bench_full_f32.json
 # 5. The pixel-space baselines' own searches (their final sweeps run on the CPU).
 for m in pixel_l2 pixel_blur pixel_tv fourier; do
   [ $(left) -gt 40 ] || break
@@ -87,5 +87,5 @@ for m in pixel_l2 pixel_blur pixel_tv fourier; do
   $PY experiments/accelerator/merge_settings.py $R/method_settings.json $R/search_${P}_$m/best_settings.json | tee -a $RES/gpu_log.txt
   echo search_${P}_$m >> $R/order.txt
 done
-[ $(left) -gt 50 ] && run 70 bench_bf16 $PY -m experiments.benchmark --size=full $BENCH --dtype=bfloat16 --out=$R/bench_full_bf16.json
+[ $(left) -gt 50 ] && run 70 bench_bf16 $PY benchmarks/bench_engine.py --size=full $BENCH --dtype=bfloat16 --out=$R/bench_full_bf16.json
 # 6. Pack (trap): small files in one folder, then the runs in priority order within 58 MiB.

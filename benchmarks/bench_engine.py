@@ -1,16 +1,17 @@
 r"""Throughput of batched DGN-AM against per-neuron and per-iteration loops (and PyTorch).
 
-  python -m experiments.benchmark --size=full --neurons=8 --iters=5 --out=bench_full.json
-  python -m experiments.benchmark --size=embedded --neurons=64 --iters=20 --out=bench_emb.json
+  python benchmarks/bench_engine.py --size=full --neurons=8 --iters=5 --out=bench_full.json
+  python benchmarks/bench_engine.py --size=embedded --neurons=64 --iters=20 --out=bench_emb.json
 
 Builds a generator + classifier with random weights and runs the same N neurons x K iterations
 four ways, in one process, on the same weights and initial codes:
 
-  per_iteration  a jitted single-neuron single-step function called N*K times from Python,
-                 reading nothing back until the end (how per-neuron visualisation code runs).
+  per_iteration  the engine's jitted single-request step (``loop.request_step``) called N*K
+                 times from Python, reading nothing back until the end (how per-neuron
+                 visualisation code runs).
   per_neuron     ``optimize_codes`` with one row per compiled call, looped over the N neurons.
   batched        ``optimize_codes`` for all N at once (``--batch_per_device`` rows per call).
-  torch          ``benchmarks/torch_dgnam.py``: plain PyTorch autograd, one neuron at a time
+  torch          ``torch_dgnam.py`` (this folder): plain PyTorch autograd, one neuron at a time
                  (skipped when torch is not importable).
 
 Each rate is neuron-iterations per second of the optimisation loop only: every method first runs
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib
 import importlib.util
 import json
 import logging
@@ -52,11 +54,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dgnam_jax import convert, nets, optimize
-from dgnam_jax import targets as targets_lib
+# benchmarks/ is a folder of scripts, not a package: this one imports its sibling torch_dgnam.py,
+# and dgnam_jax from this checkout (also when it is not installed).
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [p for p in (_HERE, os.path.dirname(_HERE)) if p not in sys.path]
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from dgnam_jax import nets
 from dgnam_jax.caffe import NetDef, parse_prototxt
-from dgnam_jax.nets import CaffeGraph, tiny
-from dgnam_jax.pipeline import ImageSpace, Pipeline
+from dgnam_jax.nets import CaffeGraph, convert, tiny
+from dgnam_jax.nets.pipeline import ImageSpace, Pipeline
+from dgnam_jax.synthesis import api, methods
+from dgnam_jax.synthesis import objectives as targets_lib
+from dgnam_jax.synthesis.loop import (Bounds, Hyper, Loop, NetParams, make_hyper, request_keys,
+                                      request_step)
+# pylint: enable=g-import-not-at-top,wrong-import-position
 
 SIZES = ('tiny', 'embedded', 'full')
 METHODS = ('per_iteration', 'per_neuron', 'batched', 'torch')
@@ -85,8 +97,9 @@ _TORCH_THREADS = flags.DEFINE_integer('torch_threads', 0, 'torch.set_num_threads
                                       lower_bound=0)
 _TORCH_DEVICE = flags.DEFINE_enum('torch_device', 'auto', ['auto', 'cpu', 'cuda'], 'Where the '
                                   'PyTorch loop runs (auto: CUDA when JAX runs on a GPU).')
-_LOOP = flags.DEFINE_enum('loop', 'python', ['python', 'scan'], 'optimize_codes(loop=...) for '
-                          'the batched and per-neuron methods.')
+_LOOP = flags.DEFINE_enum('loop', Loop.PYTHON.value, [l.value for l in Loop],
+                          'optimize_codes(loop=Loop(...)) for the batched and per-neuron '
+                          'methods.')
 _SEED = flags.DEFINE_integer('seed', 0, 'Seed of the random weights and initial codes.')
 _OUT = flags.DEFINE_string('out', None, 'Write the results as JSON to this file.')
 
@@ -212,14 +225,18 @@ def flops_per_neuron_iter(setup: Setup, layer: str) -> float:
 
 @dataclasses.dataclass
 class Problem:
-  """One benchmark's inputs: N codes, targets and step settings (device arrays)."""
+  """One benchmark's inputs: N codes, targets and step settings (device arrays).
+
+  ``keys`` are the requests' (N, 2) randomness (``loop.request_keys``; DGN-AM draws none), as
+  ``optimize_codes`` derives them, for the per-iteration loop's single-request step.
+  """
   objective: targets_lib.Objective
   codes0: jax.Array
   units: list[int]
   targets: targets_lib.Target
-  hyper: optimize.Hyper
-  lower: jax.Array
-  upper: jax.Array
+  hyper: Hyper
+  bounds: Bounds
+  keys: jax.Array
   iters: int
   lr: float = 8.0
   lr_end: float = 1e-10
@@ -239,59 +256,49 @@ def make_problem(setup: Setup, layer: str, neurons: int, iters: int, seed: int) 
   codes0 = rng.uniform(0.0, 2.0, (neurons, *setup.pipe.code_shape)).astype(np.float32)
   units = [(37 * i) % n_units for i in range(neurons)]
   return Problem(targets_lib.Objective(layer), jnp.asarray(codes0), units,
-                 targets_lib.make_targets(units), optimize.make_hyper(neurons),
-                 jnp.zeros(setup.pipe.code_shape, jnp.float32),
-                 jnp.full(setup.pipe.code_shape, 6.0, jnp.float32), iters)
+                 targets_lib.make_targets(units),
+                 make_hyper(neurons, lr=Problem.lr, lr_end=Problem.lr_end, l2=Problem.l2),
+                 Bounds.box(jnp.zeros(setup.pipe.code_shape, jnp.float32),
+                            jnp.full(setup.pipe.code_shape, 6.0, jnp.float32)),
+                 jnp.asarray(request_keys(np.zeros(neurons, np.int64), units)), iters)
 
 
-def _engine(setup: Setup, prob: Problem, batch: int, loop: str) -> np.ndarray:
+def _params(setup: Setup) -> NetParams:
+  return NetParams(setup.gen_params, setup.clf_params)
+
+
+def _engine(setup: Setup, prob: Problem, batch: int, loop: Loop) -> np.ndarray:
   """``optimize_codes`` on all of ``prob``, ``batch`` rows per compiled call; final codes."""
-  result = optimize.optimize_codes(setup.pipe, setup.gen_params, setup.clf_params, prob.codes0,
-                                   prob.targets, prob.hyper, prob.lower, prob.upper,
-                                   objective=prob.objective, iters=prob.iters,
-                                   batch_per_device=batch, mesh=None, loop=loop,
-                                   # Distinct requests (own initial codes), as in a sweep of
-                                   # (unit, seed) pairs: the default key (the unit) would put
-                                   # repeats of a unit in separate calls.
-                                   slot_keys=np.arange(len(prob.units)))
+  result = api.optimize_codes(setup.pipe, _params(setup), prob.codes0, prob.targets,
+                              objective=prob.objective, hyper=prob.hyper, bounds=prob.bounds,
+                              iters=prob.iters, batch_per_device=batch, mesh=None, loop=loop,
+                              # Distinct requests (own initial codes), as in a sweep of
+                              # (unit, seed) pairs: the default key (the unit) would put
+                              # repeats of a unit in separate calls.
+                              slot_keys=np.arange(len(prob.units)))
   return result.final_codes
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _single_step(pipe, objective, gen_params, clf_params, h, target, lr_i, l2, lower, upper):
-  """One DGN-AM step for one neuron: what a per-iteration Python loop calls."""
-  return optimize.dgnam_step(pipe, objective, gen_params, clf_params, h, target, lr_i, l2,
-                             lower, upper)
-
-
 def _per_iteration_loop(setup: Setup, prob: Problem, neurons: Sequence[int]) -> np.ndarray:
-  """N*K dispatches of the jitted step; only the final codes are read back."""
-  l2 = jnp.float32(prob.l2)
-  lrs = [np.float32(prob.lr + (prob.lr_end - prob.lr) * i / prob.iters)
-         for i in range(prob.iters)]
+  """N*K dispatches of the jitted single-request step; only the final codes are read back."""
+  init, step = request_step(methods.dgnam_recipe(), setup.pipe, prob.objective, prob.iters)
+  params = _params(setup)
   finals = []
   for n in neurons:
-    h, target = prob.codes0[n], jax.tree.map(lambda a, n=n: a[n], prob.targets)
-    for lr_i in lrs:
-      h, _, _ = _single_step(setup.pipe, prob.objective, setup.gen_params, setup.clf_params, h,
-                             target, lr_i, l2, prob.lower, prob.upper)
-    finals.append(h)
+    row = lambda tree, n=n: jax.tree.map(lambda a: a[n], tree)
+    target, hyper, key = row(prob.targets), row(prob.hyper), prob.keys[n]
+    state = init(prob.codes0[n], hyper)
+    for i in range(prob.iters):
+      state = step(params, state, target, hyper, key, prob.bounds, jnp.int32(i))
+    finals.append(state['p'])
   return np.stack([np.asarray(h) for h in jax.block_until_ready(finals)])
 
 
 def _load_torch_reference():
-  """``benchmarks/torch_dgnam.py``, or None when torch is not installed.
-
-  ``benchmarks/`` is a folder of scripts, not an installed package, so it is loaded by path.
-  """
+  """``torch_dgnam.py`` (a sibling script of this one), or None when torch is not installed."""
   if importlib.util.find_spec('torch') is None:
     return None
-  path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'benchmarks',
-                      'torch_dgnam.py')
-  spec = importlib.util.spec_from_file_location('torch_dgnam', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return importlib.import_module('torch_dgnam')
 
 
 class TorchRunner:
@@ -453,8 +460,8 @@ def run_benchmark(config: BenchConfig) -> dict:
                         lambda: _per_iteration_loop(setup, prob, everyone)),
       # optimize_codes also runs small eager ops (row gathers, a finiteness check) whose
       # shapes depend on N, so these warm up with the very call that is timed.
-      'per_neuron': (lambda: _engine(setup, prob, 1, config.loop),) * 2,
-      'batched': (lambda: _engine(setup, prob, batch, config.loop),) * 2,
+      'per_neuron': (lambda: _engine(setup, prob, 1, Loop(config.loop)),) * 2,
+      'batched': (lambda: _engine(setup, prob, batch, Loop(config.loop)),) * 2,
   }
   record = {'size': config.size, 'neurons': n, 'iters': k, 'batch_per_device': batch,
             'repeats': config.repeats, 'dtype': config.dtype, 'layer': config.layer,
