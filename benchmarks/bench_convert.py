@@ -16,9 +16,10 @@ import time
 import jax
 import numpy as np
 
-from dgnam_jax import convert, load_checkpoint, nets
+from dgnam_jax import load_checkpoint, nets
+from dgnam_jax.nets import convert
 from dgnam_jax.caffe import parse_prototxt, read_caffemodel, write_caffemodel
-from dgnam_jax.from_caffe import ConvertOptions, convert_caffe
+from dgnam_jax.nets.from_caffe import ConvertOptions, convert_caffe
 
 
 def main():

@@ -22,8 +22,10 @@ import numpy_caffe  # pylint: disable=g-import-not-at-top
 import test_nets
 from test_converter import GOLDEN_CASES, fx
 
-from dgnam_jax import convert, layers, nets
-from dgnam_jax.from_caffe import caffe_forward, convert_caffe
+from dgnam_jax import nets
+from dgnam_jax.nets import convert
+from dgnam_jax.nets import layers
+from dgnam_jax.nets.from_caffe import caffe_forward, convert_caffe
 
 
 def goldens():

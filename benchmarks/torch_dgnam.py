@@ -3,7 +3,7 @@
 This is the baseline ``experiments/benchmark.py`` measures the batched JAX engine against: the
 way PyTorch activation-maximisation code is usually written (one code, a Python loop over
 iterations, autograd per step). Weights come from the JAX parameter trees through
-``dgnam_jax.convert.flax_to_caffe``; Caffe blob layouts are PyTorch's (conv ``(O, I/g, kh, kw)``,
+``dgnam_jax.nets.convert.flax_to_caffe``; Caffe blob layouts are PyTorch's (conv ``(O, I/g, kh, kw)``,
 deconv ``(C_in, C_out/g, kh, kw)`` = ``ConvTranspose2d.weight``, InnerProduct ``(O, K)`` over a
 (C, H, W) flatten), so loading is a copy.
 

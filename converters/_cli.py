@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Callable
 
-from dgnam_jax import checkpoint
+from dgnam_jax.nets import checkpoint
 from dgnam_jax.caffe.netdef import CaffeFormatError
 
 # Errors a user can cause with bad files or flags; anything else is a bug and keeps its traceback.

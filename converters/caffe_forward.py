@@ -19,7 +19,7 @@ from absl import flags
 import numpy as np
 
 from converters import _cli
-from dgnam_jax.from_caffe import caffe_forward
+from dgnam_jax.nets.from_caffe import caffe_forward
 
 _CHECKPOINT = flags.DEFINE_string('checkpoint', None, 'Checkpoint directory (caffe_to_orbax).')
 _INPUTS = flags.DEFINE_string('inputs', None, 'Input .npz with in_<name> NCHW float32 arrays.')

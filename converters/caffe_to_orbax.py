@@ -24,7 +24,7 @@ from absl import flags
 
 from converters import _cli
 from dgnam_jax import nets
-from dgnam_jax.from_caffe import ConvertOptions, convert_caffe
+from dgnam_jax.nets.from_caffe import ConvertOptions, convert_caffe
 
 _PROTOTXT = flags.DEFINE_string('prototxt', None, 'Deploy prototxt (V0, V1 or V2 text).')
 _CAFFEMODEL = flags.DEFINE_string('caffemodel', None, 'Trained weights (.caffemodel).')

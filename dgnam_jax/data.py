@@ -2,7 +2,7 @@
 
 Sources:
 
-* a **JPEG-pack** ``.npz`` (``/work/shared/data/README.md``): per split ``s`` the keys
+* a **JPEG-pack** ``.npz`` (``../shared/data/README.md``): per split ``s`` the keys
   ``jpeg_<s>`` (all JPEG files concatenated), ``offsets_<s>`` (N + 1), ``y_<s>``, ``files_<s>``,
   plus ``class_names`` (and ``wnids`` for Tiny ImageNet);
 * a **folder** ``root/<class>/*.jpg`` (or ``root/train/<class>/...`` with ``root/test/`` or

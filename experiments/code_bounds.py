@@ -19,7 +19,8 @@ import sys
 from absl import app
 from absl import flags
 
-from dgnam_jax import checkpoint, report
+from dgnam_jax import files
+from dgnam_jax.nets import checkpoint
 from dgnam_jax.training import gen_eval
 from experiments import _generator_flags as gflags
 
@@ -34,10 +35,10 @@ def write_bounds(generator: str, stats, bounds_k: float, source: str) -> None:
   if list(stats.shape) != [2, *shape]:
     raise ValueError(f'{generator}: code statistics of shape {stats.shape[1:]}, the generator '
                      f'takes {shape}')
-  report.atomic_save_npy(os.path.join(generator, 'bounds.npy'), stats)
+  files.atomic_save_npy(os.path.join(generator, 'bounds.npy'), stats)
   meta['generator'].update(bounds_file='bounds.npy', bounds_kind='mean_std', bounds_k=bounds_k,
                            bounds_from=source)
-  report.atomic_write_text(os.path.join(generator, 'dgnam.json'), json.dumps(meta, indent=1))
+  files.atomic_write_text(os.path.join(generator, 'dgnam.json'), json.dumps(meta, indent=1))
 
 
 def main(argv):

@@ -25,7 +25,9 @@ import time
 from absl import app
 from absl import flags
 
-from dgnam_jax import report, sweep
+from dgnam_jax.sweeps import outputs
+from dgnam_jax.sweeps import configs
+from dgnam_jax.sweeps import run as sweep
 
 _OUT = flags.DEFINE_string('out', 'out/demo', 'Output directory.', allow_override=True)
 _SEEDS = flags.DEFINE_list('seeds', ['0', '1'], 'Seeds per class.')
@@ -56,7 +58,7 @@ def _runs(out: str) -> list[tuple[str, str, sweep.SweepConfig]]:
        sweep.config_with_preset(PRESET, out=os.path.join(out, 'cifar10_conv5'), layer='conv5',
                                 units=_CONV5_UNITS.value, **dict(common, seeds=(0,)))),
   ]
-  tiny = sweep.PRESETS[TINY]
+  tiny = configs.load(TINY)
   units = tiny_units(_TINY_CLASSES.value)
   if units and os.path.isdir(tiny['generator']):
     config = sweep.config_with_preset(TINY, out=os.path.join(out, TINY), units=units, seeds=(0,),
@@ -107,7 +109,7 @@ def main(argv) -> int:
   title = (f'DGN-AM on the embedded defaults (CIFAR-10: {settings.iters} iterations, lr '
            f'{settings.lr:g}, L2 {settings.l2:g}, bounds [0, mean + {settings.bounds_k:g} std])')
   n_images = sum(len(s[1]) for s in sections)
-  page = report.write_gallery(out, [], title=title, scale=settings.gallery_scale, columns=10,
+  page = outputs.write_gallery(out, [], title=title, scale=settings.gallery_scale, columns=10,
                               extra_sections=sections + [('Montages (grid.png)', grids)])
   print(f'demo: {n_images} images in {time.time() - t0:.0f} s')
   print(f'demo: open {page}')

@@ -25,7 +25,8 @@ import sys
 from absl import app
 from absl import flags
 
-from dgnam_jax import eval_runs, sweep
+from dgnam_jax.evaluation import runs as eval_runs
+from dgnam_jax.sweeps import configs
 
 _RUNS = flags.DEFINE_list('runs', None, 'synthesize output directories.')
 _DATA = flags.DEFINE_string('data', None, 'The dataset (JPEG-pack .npz or folder).')
@@ -49,7 +50,7 @@ _BUDGET = flags.DEFINE_integer('subset_budget', 1000, 'N of the expected-max-of-
 def main(argv) -> int:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  preset = sweep.PRESETS.get(_PRESET.value, {})
+  preset = configs.load(_PRESET.value) if _PRESET.value else {}
   try:
     record = _evaluate(preset)
   except (ValueError, OSError) as e:  # bad paths, checkpoints, data; anything else is a bug

@@ -7,7 +7,7 @@ r"""The whole evaluation of an embedded default in one command: synthesize, eval
 Runs (resumable ``synthesize`` sweeps under ``--out``): every class of the preset's classifier
 (fc8) for ``--class_seeds`` with each of ``--methods`` (DGN-AM with the preset's settings; other
 methods with the settings in ``--method_settings``, JSON files {method: {lr, method_args, ...}}
-written by their searches; the DGN-AM ablations of ``dgnam_jax.sweep.ABLATIONS`` with the
+written by their searches; the DGN-AM ablations of ``dgnam_jax.sweeps.run.ABLATIONS`` with the
 preset's settings but one changed), and ``--hidden_units`` of each of ``--hidden_layers``
 (DGN-AM) for ``--hidden_seeds``. Then ``experiments.evaluate``'s metrics over all runs and
 ``experiments.report``'s Markdown (``--report``). Timings of each stage go into the report.
@@ -24,9 +24,13 @@ import time
 from absl import app
 from absl import flags
 
-from dgnam_jax import eval_runs, sweep, sweep_plan
+from dgnam_jax.evaluation import runs as eval_runs
+from dgnam_jax.sweeps import configs
+from dgnam_jax.sweeps import run as sweep
+from dgnam_jax.synthesis import methods as methods_lib
 
-_PRESET = flags.DEFINE_enum('preset', 'cifar10', list(sweep.PRESETS), 'The embedded default.')
+_PRESET = flags.DEFINE_string('preset', 'cifar10', 'The embedded default: a preset name (' +
+                             ', '.join(configs.names()) + ') or a config file.')
 _DATA = flags.DEFINE_string('data', None, 'Its dataset.')
 _JUDGE = flags.DEFINE_string('judge', None, 'The independent judge checkpoint.')
 _OUT = flags.DEFINE_string('out', None, 'Root of the runs and metrics.', allow_override=True)
@@ -73,26 +77,30 @@ def main(argv) -> int:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   out = os.path.abspath(_OUT.value)
-  preset = sweep.PRESETS[_PRESET.value]
+  preset = configs.load(_PRESET.value)
+  name = os.path.splitext(os.path.basename(_PRESET.value))[0]  # a preset name or its file
   settings = {}
   for path in _METHOD_SETTINGS.value:
     with open(path) as f:
       settings.update(json.load(f))
-  unknown = [m for m in _METHODS.value if m not in sweep_plan.METHODS and m not in sweep.ABLATIONS]
+  unknown = [m for m in _METHODS.value
+             if m not in methods_lib.names() and m not in sweep.ABLATIONS]
   if unknown:  # before any run starts: no partial output
     raise app.UsageError(f'--methods: unknown method(s) {", ".join(unknown)}; valid: '
-                         f'{", ".join([*sweep_plan.METHODS, *sweep.ABLATIONS])}')
+                         f'{", ".join([*methods_lib.names(), *sweep.ABLATIONS])}')
   if _EVALUATE.value and not (_DATA.value and _JUDGE.value):
     raise app.UsageError('--data and --judge are needed to evaluate (or pass --noevaluate)')
   timings, runs = {}, []
+  main_method = preset.get('method', sweep.SweepConfig.method)
   for method in _METHODS.value:
     extra = dict(sweep.ABLATIONS.get(method) or dict(settings.get(method, {}), method=method),
                  iters=_ITERS.value)
-    if method in sweep_plan.pixel.METHODS:
+    if not methods_lib.get(extra['method']).uses_generator:
       extra['generator'] = None
-    run = os.path.join(out, f'{_PRESET.value}_{method}_classes')
-    seeds = _CLASS_SEEDS.value if method == 'dgnam' else (_BASELINE_SEEDS.value or
-                                                          _CLASS_SEEDS.value)
+    run = os.path.join(out, f'{name}_{method}_classes')
+    # The preset's own method gets the class seeds; baselines and ablations may get fewer.
+    seeds = _CLASS_SEEDS.value if method == main_method else (_BASELINE_SEEDS.value or
+                                                              _CLASS_SEEDS.value)
     t = time.time()
     sweep.run_sweep(sweep.config_with_preset(
         _PRESET.value, out=run, seeds=_seeds(seeds), **extra))
@@ -100,7 +108,7 @@ def main(argv) -> int:
     _log(f'{run}: {timings[f"synthesize {os.path.basename(run)}"]:.0f} s')
     runs.append(run)
   for layer in _HIDDEN_LAYERS.value:
-    run = os.path.join(out, f'{_PRESET.value}_dgnam_{layer}')
+    run = os.path.join(out, f'{name}_dgnam_{layer}')
     t = time.time()
     sweep.run_sweep(sweep.config_with_preset(
         _PRESET.value, out=run, layer=layer, units=_HIDDEN_UNITS.value,
@@ -126,7 +134,7 @@ def main(argv) -> int:
   if _REPORT.value:
     subprocess.run([sys.executable, '-m', 'experiments.report',
                     f'--metrics={os.path.join(metrics_dir, "metrics.json")}',
-                    f'--out={_REPORT.value}', f'--title={_TITLE.value or _PRESET.value}',
+                    f'--out={_REPORT.value}', f'--title={_TITLE.value or name}',
                     f'--extra_md={",".join([timing_md, *_EXTRA.value])}'], check=True)
   return 0
 

@@ -18,7 +18,8 @@ import sys
 from absl import app
 from absl import flags
 
-from dgnam_jax import checkpoint, report
+from dgnam_jax import files
+from dgnam_jax.nets import checkpoint
 
 # What the development workspace's JPEG packs hold, by file-name prefix.
 _DATA_SOURCES = {'cifar10': 'CIFAR-10, Krizhevsky 2009',
@@ -106,7 +107,7 @@ def card(folder: str, title: str, notes: str | None = None) -> str:
     lines += (_generator_section(path, meta) if sub == 'generator'
               else _classifier_section(sect, path, meta))
     rows.append(f'| `{sub}/` | {_size_mb(path):.1f} MB | '
-                f'`{report.sha256_file(os.path.join(path, "dgnam.json"))[:16]}` |')
+                f'`{files.sha256_file(os.path.join(path, "dgnam.json"))[:16]}` |')
   lines += ['## Files', '', '| checkpoint | size | dgnam.json sha256 (first 16) |', '|---|---|---|',
             *rows, '']
   data = next((checkpoint.read_metadata(os.path.join(folder, s))['training'].get('data')
@@ -131,7 +132,7 @@ def card(folder: str, title: str, notes: str | None = None) -> str:
 def main(argv) -> int:
   del argv
   text = card(_DIR.value, _TITLE.value or os.path.basename(_DIR.value), _NOTES.value)
-  report.atomic_write_text(os.path.join(_DIR.value, 'MODEL_CARD.md'), text)
+  files.atomic_write_text(os.path.join(_DIR.value, 'MODEL_CARD.md'), text)
   print(f'wrote {os.path.join(_DIR.value, "MODEL_CARD.md")}')
   return 0
 

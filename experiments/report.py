@@ -21,7 +21,8 @@ from absl import app
 from absl import flags
 from PIL import Image, ImageDraw, ImageFont
 
-from dgnam_jax import checkpoint, report
+from dgnam_jax import files
+from dgnam_jax.nets import checkpoint
 
 _METRICS = flags.DEFINE_string('metrics', None, 'metrics.json of experiments.evaluate.')
 _OUT = flags.DEFINE_string('out', None, 'The Markdown file to write.', allow_override=True)
@@ -203,7 +204,7 @@ def main(argv) -> int:
   with open(_METRICS.value) as f:
     metrics = json.load(f)
   out = os.path.abspath(_OUT.value)
-  report.atomic_write_text(out, render(metrics, out, _TITLE.value, _EXTRA.value))
+  files.atomic_write_text(out, render(metrics, out, _TITLE.value, _EXTRA.value))
   print(f'wrote {out}')
   return 0
 

@@ -19,7 +19,7 @@ import sys
 from absl import app
 from absl import flags
 
-from dgnam_jax import report
+from dgnam_jax import files
 from dgnam_jax.training import gen_eval
 from experiments import _generator_flags as gflags
 
@@ -45,7 +45,7 @@ def main(argv):
     gen_eval.reconstruction_grid(enc, enc_params, gen, gen_params, images.spread(16).images, mean,
                                  _GRID.value)
   if _JSON.value:
-    report.atomic_write_text(_JSON.value, json.dumps(ev, indent=1))
+    files.atomic_write_text(_JSON.value, json.dumps(ev, indent=1))
   print(f'{_GENERATOR.value}, {ev["images"]} {gflags.SPLIT.value} images: {gen_eval.describe(ev)}')
   return 0
 

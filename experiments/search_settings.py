@@ -20,7 +20,6 @@ into ``<out>/pixel_lr<lr>/``. Look at the trials' ``grid.png`` before picking.
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import time
@@ -29,12 +28,17 @@ from absl import app
 from absl import flags
 import numpy as np
 
-from dgnam_jax import judging, pixel, report, sweep, sweep_plan
-from dgnam_jax.sweep_plan import load_pair
+from dgnam_jax import files
+from dgnam_jax.evaluation import judging
+from dgnam_jax.sweeps import configs
+from dgnam_jax.sweeps import run as sweep
+from dgnam_jax.synthesis import methods as methods_lib
+from dgnam_jax.nets.loading import load_pair
 
-_PRESET = flags.DEFINE_enum('preset', 'cifar10', list(sweep.PRESETS), 'Base settings and nets.')
-_METHOD = flags.DEFINE_enum('method', 'dgnam', list(sweep_plan.METHODS), 'The method whose '
-                            'settings are searched (its own space; see draw_settings).')
+_PRESET = flags.DEFINE_string('preset', 'cifar10', 'Base settings and nets: a preset name (' +
+                             ', '.join(configs.names()) + ') or a config file.')
+_METHOD = flags.DEFINE_string('method', 'dgnam', 'The registered method whose settings are '
+                              'searched (its own search space, dgnam_jax.synthesis.methods).')
 _GENERATOR = flags.DEFINE_string('generator', None, 'Generator checkpoint (default: the '
                                  'preset\'s).')
 _CLASSIFIER = flags.DEFINE_string('classifier', None, 'Classifier checkpoint (default: the '
@@ -53,65 +57,34 @@ _L2 = flags.DEFINE_list('l2_choices', ['0.99', '0.995', '0.999', '1.0'], 'Code d
 _K = flags.DEFINE_list('bounds_k_choices', ['1', '1.5', '2', '3', '4', '6'], 'Bounds multiples.')
 _BASE_ITERS = flags.DEFINE_integer('iters', None, 'The preset\'s iterations replaced (the first '
                                    'trial and the fixed budget of the other methods; smoke runs).')
+_BASELINE = flags.DEFINE_string('baseline_method', 'pixel', 'The no-prior baseline run at '
+                                 '--pixel_lrs beside the best trial.')
 _PIXEL_LRS = flags.DEFINE_list('pixel_lrs', ['1', '4', '16'], 'Learning rates (pixel units) of '
                                'the pixel-space ascent baseline, run with the best trial\'s '
                                'iterations and seeds (empty: no baseline).')
 
 
-def _loguniform(rng, lo: float, hi: float) -> float:
-  return round(float(math.exp(rng.uniform(math.log(lo), math.log(hi)))), 4)
-
-
-def _choice(rng, values):
-  return values[int(rng.integers(len(values)))]
-
-
-# Per method: its first trial (besides the preset's iterations) and how the others are drawn.
-# lr is in the method's own units: code units (dgnam), Adam step (dgnam_adam, fourier), pixels.
-_FIRST = {'dgnam_adam': {'lr': 0.05}, 'pixel': {'lr': 8.0}, 'pixel_l2': {'lr': 8.0},
-          'pixel_blur': {'lr': 8.0}, 'pixel_tv': {'lr': 8.0}, 'fourier': {'lr': 0.05}}
-_DRAWS = {
-    'dgnam_adam': lambda r: {'lr': _loguniform(r, 0.005, 0.5),
-                             'l2': _choice(r, [0.99, 0.999, 1.0]),
-                             'bounds_k': _choice(r, [1.0, 2.0, 3.0, 6.0])},
-    'pixel': lambda r: {'lr': _loguniform(r, 0.5, 32)},
-    'pixel_l2': lambda r: {'lr': _loguniform(r, 0.5, 32),
-                           'method_args': f'l2={_choice(r, [0.9, 0.95, 0.98, 0.99, 0.995])}'},
-    'pixel_blur': lambda r: {'lr': _loguniform(r, 0.5, 32), 'method_args': (
-        f'blur_sigma={_choice(r, [0.3, 0.5, 1.0])},blur_every={_choice(r, [2, 4, 8])},'
-        f'norm_pct={_choice(r, [0, 10, 30])},contrib_pct={_choice(r, [0, 10, 30])}')},
-    'pixel_tv': lambda r: {'lr': _loguniform(r, 0.5, 32),
-                           'method_args': f'tv={_loguniform(r, 0.005, 2.0)}'},
-    'fourier': lambda r: {'lr': _loguniform(r, 0.005, 0.2),
-                          'method_args': f'decay_power={_choice(r, [0.5, 1.0, 1.5])}'},
-}
-
-
 def draw_settings(n: int, seed: int, base: dict, method: str = 'dgnam') -> list[dict]:
-  """Trial settings: the preset's (or the method's defaults), then ``n - 1`` random draws.
+  """Trial settings: the method's first trial, then ``n - 1`` random draws from its search
+  space (:class:`dgnam_jax.synthesis.methods.Method`).
 
-  DGN-AM draws lr, iterations, L2 and the bounds multiple (the flags' ranges); the other methods
-  keep the preset's iterations (the same budget) and draw their own settings.
+  Every trial keeps the preset's iterations (the same budget) and, for methods on generator
+  codes, its L2 and bounds, unless the method's space draws them (DGN-AM draws lr, iterations,
+  L2 and the bounds multiple from the flags' ranges).
   """
+  spec = methods_lib.get(method)
+  ranges = methods_lib.SearchRanges(
+      lr=tuple(float(v) for v in _LR.value), iters=tuple(int(v) for v in _ITERS.value),
+      l2=tuple(float(v) for v in _L2.value), bounds_k=tuple(float(v) for v in _K.value))
+  fixed = {'iters': base['iters']}
+  if spec.uses_generator:
+    fixed.update(l2=base['l2'], bounds_k=base['bounds_k'])
   rng = np.random.default_rng(seed)
-  if method == 'dgnam':
-    lo, hi = (float(v) for v in _LR.value)
-    first = {k: base[k] for k in ('lr', 'iters', 'l2', 'bounds_k')}
-    draw = lambda r: {'lr': _loguniform(r, lo, hi),
-                      'iters': int(_choice(r, [int(v) for v in _ITERS.value])),
-                      'l2': float(_choice(r, [float(v) for v in _L2.value])),
-                      'bounds_k': float(_choice(r, [float(v) for v in _K.value]))}
-  else:
-    fixed = {'iters': base['iters']}  # the same budget; code settings only where codes exist
-    if method not in pixel.METHODS:
-      fixed.update(l2=base['l2'], bounds_k=base['bounds_k'])
-    first = {**fixed, **_FIRST[method]}
-    draw = lambda r: {**fixed, **_DRAWS[method](r)}
-  out = [first]
+  out = [{**fixed, **spec.search_first(base)}]
   for _ in range(50 * n):
     if len(out) >= n:
       break
-    trial = draw(rng)
+    trial = {**fixed, **spec.search_draw(rng, ranges)}
     if trial not in out:
       out.append(trial)
   return out
@@ -129,7 +102,7 @@ def main(argv) -> int:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   out = os.path.abspath(_OUT.value)
   os.makedirs(out, exist_ok=True)
-  base = sweep.PRESETS[_PRESET.value]
+  base = configs.load(_PRESET.value)
   if _BASE_ITERS.value:
     base = dict(base, iters=_BASE_ITERS.value)
   judge = judging.Judge(_JUDGE.value)
@@ -140,7 +113,7 @@ def main(argv) -> int:
   seeds = _seeds(_SEEDS.value)
   results = []
   method = _METHOD.value
-  if method in pixel.METHODS:
+  if not methods_lib.get(method).uses_generator:
     nets_['generator'] = None
   for i, trial in enumerate(draw_settings(_TRIALS.value, _SEARCH_SEED.value, base, method)):
     config = sweep.config_with_preset(_PRESET.value, out=os.path.join(out, f'trial_{i:02d}'),
@@ -152,25 +125,25 @@ def main(argv) -> int:
           f'{result["top1_photo"]:.2f} (photo), diversity '
           f'{result["diversity_original"]["mean"]:.2f}, {result["wall_s"]:.0f} s', flush=True)
   ranked = rank_trials(results)
-  record = {'preset': _PRESET.value, 'judge': os.path.abspath(_JUDGE.value),
+  record = {'preset': _PRESET.value, 'judge': files.relative_path(_JUDGE.value),
             'seeds': list(seeds), 'units': _UNITS.value, 'classes': len(set(labels)),
-            'command': ' '.join(sys.argv),
+            'command': 'python -m experiments.search_settings ' + ' '.join(sys.argv[1:]),
             'trials': ranked}
   best = ranked[0]
   record['pixel'] = []
   for lr in _PIXEL_LRS.value:  # no-prior pixel ascent on the same requests and budget
     config = sweep.config_with_preset(_PRESET.value, out=os.path.join(out, f'pixel_lr{lr}'),
-                                      seeds=seeds, method='pixel', generator=None,
+                                      seeds=seeds, method=_BASELINE.value, generator=None,
                                       units=_UNITS.value,
                                       classifier=nets_['classifier'], iters=best['iters'],
                                       lr=float(lr))
     result, _ = _run_and_score(config, judge, pipe, gen_params, mean, out)
-    record['pixel'].append({'method': 'pixel', 'lr': float(lr), 'iters': best['iters'],
+    record['pixel'].append({'method': _BASELINE.value, 'lr': float(lr), 'iters': best['iters'],
                             **result})
-  report.atomic_write_text(os.path.join(out, 'search.json'), json.dumps(record, indent=1))
-  report.atomic_write_text(os.path.join(out, 'best_settings.json'),
+  files.atomic_write_text(os.path.join(out, 'search.json'), json.dumps(record, indent=1))
+  files.atomic_write_text(os.path.join(out, 'best_settings.json'),
                            json.dumps(best_settings(method, best), indent=1))
-  report.atomic_write_text(os.path.join(out, 'search.md'), format_table(ranked, judge.path))
+  files.atomic_write_text(os.path.join(out, 'search.md'), format_table(ranked, judge.path))
   print(format_table(ranked, judge.path))
   for r in record['pixel']:
     print(f"pixel ascent lr {r['lr']:g}, {r['iters']} iters: judge top-1 "

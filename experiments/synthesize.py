@@ -4,7 +4,7 @@ r"""DGN-AM sweep: synthesise preferred images for many units (resumable).
       --preset=caffenet --units=0-9,17 --seeds=0,1 --out=out/caffenet_fc8
 
 Writes ``<name>.png`` per (unit, seed), ``codes/chunk_*.npy``, ``manifest.json``/``.csv``,
-``index.html`` and ``grid.png`` under --out (layout: ``dgnam_jax/sweep.py``). Killed and rerun
+``index.html`` and ``grid.png`` under --out (layout: ``dgnam_jax/sweeps/run.py``). Killed and rerun
 with the same flags, it resumes where it stopped; other flags with the same --out are an error.
 Presets carry the original scripts' settings (reference/original.md §4); explicit flags win.
 """
@@ -18,9 +18,12 @@ import time
 from absl import app
 from absl import flags
 from absl import logging
+from ml_collections import config_flags
 
-from dgnam_jax import sweep, sweep_plan
-from dgnam_jax.units import UNITS_HELP
+from dgnam_jax.sweeps import configs
+from dgnam_jax.sweeps import run as sweep
+from dgnam_jax.synthesis import methods as methods_lib
+from dgnam_jax.sweeps.requests import UNITS_HELP
 
 _D = {f.name: f.default for f in dataclasses.fields(sweep.SweepConfig)
       if f.default is not dataclasses.MISSING}
@@ -30,18 +33,22 @@ flags.DEFINE_string('classifier', None, 'Classifier checkpoint directory (defaul
                     'preset\'s).')
 flags.DEFINE_string('out', None, 'Output directory (a sweep with the same flags is resumed).',
     allow_override=True)
-flags.DEFINE_enum('method', _D['method'], list(sweep_plan.METHODS),
-                  'dgnam: the original DGN-AM step; dgnam_adam: Adam on the code (ablation); '
-                  'pixel, pixel_l2, pixel_blur, pixel_tv, fourier: pixel-space baselines (no '
-                  'generator; --lr in pixel units, Adam step size for fourier).')
-flags.DEFINE_string('method_args', _D['method_args'], 'A pixel method\'s own settings, e.g. '
-                    '"tv=0.1,jitter=2" (fields of dgnam_jax.pixel.PixelMethod).')
-flags.DEFINE_enum('preset', None, list(sweep.PRESETS),
-                  'Per-net settings (layer, lr, iters, L2, example units): the original\'s for '
-                  'the paper\'s nets; cifar10 also names the committed embedded checkpoints.')
+flags.DEFINE_string('method', _D['method'], 'A registered method (dgnam_jax.synthesis.methods): '
+                    + ', '.join(f'{m}: {methods_lib.get(m).summary}' for m in methods_lib.names())
+                    + '. --lr is in the method\'s own units (pixels per step, Adam\'s step size).')
+flags.DEFINE_string('method_args', _D['method_args'], 'The method\'s static options, e.g. '
+                    '"tv=0.1,jitter=2" (fields of its options, e.g. '
+                    'dgnam_jax.synthesis.methods.PixelOptions).')
+flags.DEFINE_string('preset', None, 'Short for --config=configs/NAME.py: '
+                    + ', '.join(configs.names()) + '. The paper\'s nets carry the original\'s '
+                    'settings; cifar10 and tinyimagenet200 also name the committed checkpoints.')
+config_flags.DEFINE_config_file('config', None, 'A config file (configs/*.py: get_config() '
+                                'returns SweepConfig fields; --config.lr=4 overrides one). '
+                                'Explicit flags override both.', lock_config=False)
 flags.DEFINE_string('layer', _D['layer'], 'Classifier layer of the units (Caffe name).')
 flags.DEFINE_string('units', None, UNITS_HELP)
-flags.DEFINE_list('seeds', ['0'], 'Seeds per unit (requests: units in order, seeds inner).')
+flags.DEFINE_list('seeds', ['0'], 'Seeds per unit: integers or ranges a-b (requests: units in '
+                  'order, seeds inner).')
 flags.DEFINE_integer('iters', _D['iters'], 'Iterations per request.')
 flags.DEFINE_float('lr', _D['lr'], 'Start learning rate.')
 flags.DEFINE_float('lr_end', _D['lr_end'], 'End learning rate (linear decay; < 0: constant).')
@@ -82,12 +89,26 @@ def _config() -> sweep.SweepConfig:
   """Flags -> config: a preset's values, overridden by the flags given on the command line."""
   given = {name: FLAGS[name].value for name in _OPTIONAL + ('units',) if FLAGS[name].present}
   if 'seeds' in given:
+    given['seeds'] = parse_seeds(given['seeds'])
+  if FLAGS.preset and FLAGS.config is not None:
+    raise ValueError('--preset is short for --config=configs/NAME.py: pass one of them')
+  base = FLAGS.preset
+  if FLAGS.config is not None:
+    base = configs.resolve(FLAGS.config.to_dict(), config_flags.get_config_filename(
+        FLAGS['config']))
+  return sweep.config_with_preset(base, **{n: FLAGS[n].value for n in _ALWAYS}, **given)
+
+
+def parse_seeds(items) -> tuple[int, ...]:
+  """--seeds items: integers or inclusive ranges a-b ('0-4' is 0, 1, 2, 3, 4)."""
+  out = []
+  for item in items:
+    lo, dash, hi = item.strip().partition('-')
     try:
-      given['seeds'] = tuple(int(s) for s in given['seeds'])
-    except ValueError as e:
-      raise ValueError(f'--seeds must be integers: {e}') from None
-  return sweep.config_with_preset(FLAGS.preset, **{n: FLAGS[n].value for n in _ALWAYS},
-                                  **given)
+      out += list(range(int(lo), int(hi) + 1)) if dash else [int(lo)]
+    except ValueError:
+      raise ValueError(f'--seeds: {item!r} is not an integer or a range a-b') from None
+  return tuple(out)
 
 
 class _ProgressLog:
@@ -120,8 +141,7 @@ def main(argv) -> int:
     print(f'synthesize: error: {e}', file=sys.stderr)
     return 1
   rows = manifest['rows']
-  out = manifest['provenance']['execution']['out']
-  print(f'{len(rows)} images in {out}: index.html (gallery), grid.png, manifest.json')
+  print(f'{len(rows)} images in {FLAGS.out}: index.html (gallery), grid.png, manifest.json')
   return 0
 
 

@@ -22,7 +22,7 @@ import sys
 from absl import app
 from absl import flags
 
-from dgnam_jax import checkpoint
+from dgnam_jax.nets import checkpoint
 from dgnam_jax.nets import small_gen
 from dgnam_jax.training import gen_eval, generator
 from experiments import _training_log as runner

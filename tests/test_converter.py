@@ -9,10 +9,12 @@ import jax
 import numpy as np
 import pytest
 
-from dgnam_jax import checkpoint, convert, load_checkpoint
+from dgnam_jax import load_checkpoint
+from dgnam_jax.nets import checkpoint
+from dgnam_jax.nets import convert
 from dgnam_jax.caffe import parse_prototxt, read_mean_binaryproto, read_prototxt
 from dgnam_jax.caffe import write_caffemodel
-from dgnam_jax.from_caffe import ConvertOptions, caffe_forward, convert_caffe
+from dgnam_jax.nets.from_caffe import ConvertOptions, caffe_forward, convert_caffe
 from dgnam_jax.nets import CaffeGraph
 
 from conftest import FIXTURES

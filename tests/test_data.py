@@ -150,5 +150,5 @@ def test_npz_with_wnids_names_classes_like_synset_words(tmp_path):
   np.savez(path, **arrays)
   names = data.load_npz(str(path), 'test').class_names
   assert names[1] == 'n00000001 automobile'
-  from dgnam_jax import units  # pylint: disable=g-import-not-at-top
+  from dgnam_jax.sweeps import requests as units  # pylint: disable=g-import-not-at-top
   assert units.short_class_name(names[1]) == ('automobile', 'n00000001')

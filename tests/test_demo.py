@@ -12,7 +12,8 @@ import sys
 import numpy as np
 from PIL import Image
 
-from dgnam_jax import checkpoint, sweep
+from dgnam_jax.nets import checkpoint
+from dgnam_jax.sweeps import configs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CIFAR = os.path.join(ROOT, 'checkpoints', 'cifar10')
@@ -41,7 +42,8 @@ def test_committed_checkpoints_are_complete_and_small():
     gen = checkpoint.read_metadata(os.path.join(root, 'generator'))['generator']
     assert os.path.normpath(os.path.join(root, 'generator', gen['encoder']['checkpoint'])) == \
         os.path.join(root, 'classifier')
-    assert sweep.PRESETS[os.path.basename(root)]['generator'] == os.path.join(root, 'generator')
+    preset = configs.load(os.path.basename(root))
+    assert os.path.abspath(preset['generator']) == os.path.join(root, 'generator')
   assert os.path.exists(os.path.join(CIFAR, 'MODEL_CARD.md'))
   with open(os.path.join(TINY, 'MODEL_CARD.md')) as f:  # the card names its own data set
     data_line = next(l for l in f if l.startswith('Data:'))

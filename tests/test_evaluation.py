@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 
-from dgnam_jax import data, evaluation, judging
+from dgnam_jax import data
+from dgnam_jax.evaluation import scoring as evaluation
+from dgnam_jax.evaluation import judging
 from dgnam_jax.nets import NetOutputs
 
 
@@ -115,7 +117,7 @@ def test_prefill_cache_matches_the_per_sweep_passes():
 
 
 def test_methods_grid_spreads_at_most_max_classes(tmp_path, monkeypatch):
-  from dgnam_jax import eval_runs
+  from dgnam_jax.evaluation import runs as eval_runs
   got = {}
   monkeypatch.setattr(eval_runs.images, 'grid',
                       lambda tiles, labels, cols: got.update(tiles=tiles, labels=labels, cols=cols))

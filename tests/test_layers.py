@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dgnam_jax import convert, layers
+from dgnam_jax.nets import convert
+from dgnam_jax.nets import layers
 from dgnam_jax.caffe import parse_prototxt
 from dgnam_jax.nets import CaffeGraph
 

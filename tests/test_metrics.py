@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from dgnam_jax import metrics
+from dgnam_jax.evaluation import metrics
 
 
 def _feats(seed, n=120, d=16, shift=0.0):

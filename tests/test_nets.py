@@ -7,7 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dgnam_jax import convert, layers, nets
+from dgnam_jax import nets
+from dgnam_jax.nets import convert
+from dgnam_jax.nets import layers
 from dgnam_jax.caffe import parse_prototxt
 from dgnam_jax.nets import CaffeGraph
 
@@ -141,7 +143,7 @@ def test_full_size_round_trip_through_caffemodel(tmp_path, name, version):
   """Random params -> caffemodel (V1 legacy dims or V2 BlobShape) -> converter -> same params."""
   from dgnam_jax import load_checkpoint
   from dgnam_jax.caffe import write_caffemodel
-  from dgnam_jax.from_caffe import ConvertOptions, convert_caffe
+  from dgnam_jax.nets.from_caffe import ConvertOptions, convert_caffe
   netdef = _netdef(name)
   pshapes, _ = convert.shapes(netdef)
   rng = np.random.default_rng(0)

@@ -1,8 +1,8 @@
-"""The DGN-AM engine (dgnam_jax/optimize.py) against a plain re-statement of the authors' loop.
+"""The DGN-AM method of the synthesis loop (dgnam_jax/synthesis/) against a plain re-statement of the authors' loop.
 
 ``reference_act_max`` below is written straight from ``reference/original.md`` §2.4 for ONE neuron:
 a Python for-loop, float64 numpy control flow and update arithmetic, an explicit crop, and the unit
-picked out of the classifier outputs by hand (never through dgnam_jax.targets). Only the two nets'
+picked out of the classifier outputs by hand (never through dgnam_jax.synthesis.objectives). Only the two nets'
 forward/backward passes are shared with the engine. The engine (vmap over a padded batch, lax.scan
 over the iterations, masked early stop) must agree with it for every kind of target, follow the
 original's NaN/zero-gradient rules, and give bitwise the same result for a request whatever batch,
@@ -26,9 +26,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dgnam_jax import optimize
-from dgnam_jax.optimize import make_hyper, optimize_codes
-from dgnam_jax.targets import Objective, make_targets
+from dgnam_jax.synthesis.api import optimize_codes
+from dgnam_jax.synthesis.loop import Bounds, Hyper, Loop, NetParams, make_hyper
+from dgnam_jax.synthesis.objectives import Objective, make_targets
 
 from tiny_nets import tiny_pipeline
 
@@ -209,7 +209,7 @@ class Kind:
   Attributes:
     objective: the engine's static Objective.
     requests: three dicts (unit, pos, partner, minimize), run together as one batch.
-    select: ``select(outputs, req) -> scalar``, written without dgnam_jax.targets.
+    select: ``select(outputs, req) -> scalar``, written without dgnam_jax.synthesis.objectives.
     seed: seed of the three initial codes.
     gamma: blend weight.
     tol20: relative tolerance after 20 free-running updates. conv1 objectives are linear in the
@@ -296,7 +296,7 @@ def _unit_req(unit, pos=(-1, -1)):
 
 def _hyper(lr, lr_end, l2):
   f32 = lambda v: jnp.asarray(np.asarray(v, np.float32))
-  return optimize.Hyper(lr=f32(lr), lr_end=f32(lr_end), l2=f32(l2))
+  return Hyper(lr=f32(lr), lr_end=f32(lr_end), l2=f32(l2))
 
 
 def _run(pipe, gp, cp, objective, codes0, targets, hyper, iters=ITERS, lower=LOWER, upper=UPPER,
@@ -305,12 +305,12 @@ def _run(pipe, gp, cp, objective, codes0, targets, hyper, iters=ITERS, lower=LOW
   kwargs.setdefault('batch_per_device', BATCH_PER_DEVICE)
   kwargs.setdefault('mesh', None)
   kwargs.setdefault('snapshot_every', 1)
-  return optimize_codes(pipe, gp, cp, codes0, targets, hyper, lower, upper, objective=objective,
-                        iters=iters, **kwargs)
+  return optimize_codes(pipe, NetParams(gp, cp), codes0, targets, objective=objective,
+                        hyper=hyper, bounds=Bounds.box(lower, upper), iters=iters, **kwargs)
 
 
 def _row(result, i):
-  """Row i of every field of an OptimizeResult."""
+  """Row i of every field of a SynthesisResult."""
   return {k: v[i] for k, v in dataclasses.asdict(result).items() if v is not None}
 
 
@@ -612,19 +612,21 @@ _DEVICE_SCRIPT = textwrap.dedent("""
     import jax
     jax.config.update('jax_default_matmul_precision', 'highest')  # as tests/conftest.py
     import numpy as np
-    from dgnam_jax import optimize
-    from dgnam_jax.targets import Objective, make_targets
+    from dgnam_jax.synthesis.api import optimize_codes
+    from dgnam_jax.synthesis.loop import Bounds, Devices, Hyper, NetParams
+    from dgnam_jax.synthesis.objectives import Objective, make_targets
     from tiny_nets import tiny_pipeline
     assert jax.device_count() == 4, jax.devices()
     d = np.load(sys.argv[1])
     pipe, gp, cp = tiny_pipeline(0)
     f32 = lambda v: jax.numpy.asarray(v, np.float32)
-    res = optimize.optimize_codes(
-        pipe, gp, cp, d['codes0'],
+    res = optimize_codes(
+        pipe, NetParams(gp, cp), d['codes0'],
         make_targets(d['units'].tolist(), [tuple(p) for p in d['pos'].tolist()]),
-        optimize.Hyper(lr=f32(d['lr']), lr_end=f32(d['lr_end']), l2=f32(d['l2'])), 0.0, 30.0,
-        objective=Objective('conv1'), iters=int(d['iters']), batch_per_device=int(d['bpd']),
-        mesh='auto', snapshot_every=1)
+        objective=Objective('conv1'),
+        hyper=Hyper(lr=f32(d['lr']), lr_end=f32(d['lr_end']), l2=f32(d['l2'])),
+        bounds=Bounds.box(0.0, 30.0), iters=int(d['iters']), batch_per_device=int(d['bpd']),
+        mesh=Devices.ALL, snapshot_every=1)
     np.savez(sys.argv[2], **{k: v for k, v in dataclasses.asdict(res).items() if v is not None})
 """)
 
@@ -666,15 +668,15 @@ def test_activation_increases_for_every_fc8_unit(tiny):
 
 
 def test_scan_loop_matches_python_loop():
-  """loop='scan' (one program) and the default Python-driven loop compute the same thing."""
+  """Loop.SCAN (one program) and the default Python-driven loop compute the same thing."""
   pipe, gen_params, clf_params = tiny_pipeline(0)
   units = [1, 4, 7]
   codes0 = np.asarray(jax.random.normal(jax.random.PRNGKey(3), (3, 16)), np.float32)
-  kw = dict(objective=Objective('fc8'), iters=4, batch_per_device=4, mesh=None)
-  args = (pipe, gen_params, clf_params, codes0, make_targets(units), make_hyper(3, 1.0), 0.0,
-          30.0)
-  a = optimize_codes(*args, loop='python', **kw)
-  b = optimize_codes(*args, loop='scan', **kw)
+  kw = dict(objective=Objective('fc8'), hyper=make_hyper(3, 1.0), bounds=Bounds.box(0.0, 30.0),
+            iters=4, batch_per_device=4, mesh=None)
+  args = (pipe, NetParams(gen_params, clf_params), codes0, make_targets(units))
+  a = optimize_codes(*args, loop=Loop.PYTHON, **kw)
+  b = optimize_codes(*args, loop=Loop.SCAN, **kw)
   for name in ('codes', 'final_codes', 'activations', 'trajectory', 'images'):
     x, y = getattr(a, name), getattr(b, name)
     # Relative to each array's largest magnitude: the tiny generator's pixels reach ~1e3.

@@ -9,7 +9,8 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from dgnam_jax import images, report
+from dgnam_jax import files, images
+from dgnam_jax.sweeps import outputs
 
 
 def _temp_files(root):
@@ -33,16 +34,16 @@ def _rows(out_dir, n=3):
 
 def test_atomic_text_and_npy(tmp_path):
   path = str(tmp_path / 'a' / 'b.txt')
-  report.atomic_write_text(path, 'héllo\n')
-  report.atomic_write_text(path, 'second\n')
+  files.atomic_write_text(path, 'héllo\n')
+  files.atomic_write_text(path, 'second\n')
   with open(path, encoding='utf-8') as f:
     assert f.read() == 'second\n'
   arr = np.arange(6, dtype=np.float32).reshape(2, 3)
   npy = str(tmp_path / 'codes' / 'c')  # no extension: the name must stay as given
-  report.atomic_save_npy(npy, arr)
+  files.atomic_save_npy(npy, arr)
   np.testing.assert_array_equal(np.load(npy, allow_pickle=False), arr)
   with pytest.raises(ValueError):
-    report.atomic_save_npy(str(tmp_path / 'obj.npy'), np.array([{}], dtype=object))
+    files.atomic_save_npy(str(tmp_path / 'obj.npy'), np.array([{}], dtype=object))
   assert not os.path.exists(tmp_path / 'obj.npy')
   assert not _temp_files(tmp_path)
 
@@ -51,27 +52,27 @@ def test_cleanup_temp_files(tmp_path):
   (tmp_path / 'fc8').mkdir()
   for p in ['.tmp-abc.png', 'fc8/.tmp-x.npy', 'keep.png', 'fc8/keep.tmp-']:
     (tmp_path / p).write_bytes(b'x')
-  assert report.cleanup_temp_files(str(tmp_path)) == 2
+  assert files.cleanup_temp_files(str(tmp_path)) == 2
   assert sorted(os.listdir(tmp_path)) == ['fc8', 'keep.png']
   assert os.listdir(tmp_path / 'fc8') == ['keep.tmp-']
-  assert report.cleanup_temp_files(str(tmp_path)) == 0
+  assert files.cleanup_temp_files(str(tmp_path)) == 0
 
 
 def test_manifest_round_trip(tmp_path):
   out = str(tmp_path)
-  assert report.read_manifest(out) is None
+  assert outputs.read_manifest(out) is None
   rows = _rows(out)
   meta = {'provenance': {'argv': ['x']}, 'settings': {'lr': 8.0, 'shape': (2, 3)}}
-  report.write_manifest(out, rows, meta)
-  doc = report.read_manifest(out)
+  outputs.write_manifest(out, rows, meta)
+  doc = outputs.read_manifest(out)
   assert doc['provenance'] == {'argv': ['x']} and doc['settings']['shape'] == [2, 3]
   assert doc['rows'][1]['position'] == [6, 6] and doc['rows'][0]['unit'] == 600
   assert doc['rows'][2]['activation'] == pytest.approx(12.5)
   with open(tmp_path / 'manifest.csv', newline='', encoding='utf-8') as f:
     table = list(csv.reader(f))
   header = table[0]
-  assert header[:len(report.CSV_LEADING)] == list(report.CSV_LEADING)
-  assert header[len(report.CSV_LEADING):] == ['alpha', 'zeta']
+  assert header[:len(outputs.CSV_LEADING)] == list(outputs.CSV_LEADING)
+  assert header[len(outputs.CSV_LEADING):] == ['alpha', 'zeta']
   assert len(table) == 1 + len(rows)
   by_col = [dict(zip(header, line)) for line in table[1:]]
   assert by_col[1]['position'] == '6x6' and by_col[0]['position'] == ''
@@ -79,7 +80,7 @@ def test_manifest_round_trip(tmp_path):
   assert by_col[2]['layer'] == 'loss3/classifier' and by_col[2]['activation'] == '12.5'
   assert by_col[0]['class_name'] == rows[0]['class_name']
   with pytest.raises(ValueError):
-    report.write_manifest(out, rows, {'rows': []})
+    outputs.write_manifest(out, rows, {'rows': []})
   assert not _temp_files(tmp_path)
 
 
@@ -89,7 +90,7 @@ def test_provenance(tmp_path):
   (ckpt / 'dgnam.json').write_text('{"net": "x"}')
   (ckpt / 'params' / 'a').write_bytes(b'1')
   (ckpt / 'params' / 'sub' / 'b').write_bytes(b'22')
-  prov = report.provenance(['run', '--x=1'], {'generator': str(ckpt)}, 'float32')
+  prov = files.provenance(['run', '--x=1'], {'generator': str(ckpt)}, 'float32')
   info = prov['checkpoints']['generator']
   assert re.fullmatch('[0-9a-f]{64}', info['dgnam_json_sha256'])
   assert info['params_files'] == 2 and info['params_bytes'] == 3
@@ -97,10 +98,10 @@ def test_provenance(tmp_path):
   assert prov['devices']['count'] >= 1 and prov['dtype'] == 'float32'
   json.dumps(prov)
   (ckpt / 'params' / 'sub' / 'b').write_bytes(b'23')
-  changed = report.provenance([], {'generator': str(ckpt)}, 'float32')
+  changed = files.provenance([], {'generator': str(ckpt)}, 'float32')
   assert changed['checkpoints']['generator']['params_sha256'] != info['params_sha256']
   with pytest.raises(FileNotFoundError):
-    report.provenance([], {'x': str(tmp_path / 'missing')}, 'float32')
+    files.provenance([], {'x': str(tmp_path / 'missing')}, 'float32')
 
 
 def test_gallery(tmp_path):
@@ -109,7 +110,7 @@ def test_gallery(tmp_path):
   rows[0]['blend_unit'], rows[0]['gamma'] = 624, 0.5
   rows[0]['activation_init'] = 1.25
   rows[1]['wnid'] = 'n01443537'  # Tiny ImageNet rows carry their synset id
-  path = report.write_gallery(out, rows, title='Run <1>', scale=4,
+  path = outputs.write_gallery(out, rows, title='Run <1>', scale=4,
                               extra_sections=[('Grid & more', [{'image': 'none.png',
                                                                 'label': '<x>'}])])
   assert path == os.path.join(out, 'index.html')
@@ -129,13 +130,13 @@ def test_gallery(tmp_path):
 def test_grid_png(tmp_path):
   out = str(tmp_path)
   rows = _rows(out, n=5) + [{'name': 'pending'}]
-  path = report.write_grid_png(out, rows, 'grid.png', columns=2, scale=3)
+  path = outputs.write_grid_png(out, rows, 'grid.png', columns=2, scale=3)
   assert path == os.path.join(out, 'grid.png')
   with Image.open(path) as im:
     assert im.format == 'PNG' and im.width == 2 * (10 * 3 + 2) + 2
     assert im.height > 3 * (8 * 3 + 2)
   labels = []
-  report.write_grid_png(out, rows[:2], str(tmp_path / 'g2.png'),
+  outputs.write_grid_png(out, rows[:2], str(tmp_path / 'g2.png'),
                         label_fn=lambda r: labels.append(r['name']) or 'x')
   assert labels == [rows[0]['name'], rows[1]['name']]
   assert not _temp_files(tmp_path)
@@ -143,7 +144,7 @@ def test_grid_png(tmp_path):
 
 def test_gif(tmp_path):
   frames = [np.full((4, 5, 3), 30 * i, np.uint8) for i in range(6)]
-  path = report.write_gif(str(tmp_path / 'anim' / 'a.gif'), frames, duration_ms=50, scale=2)
+  path = outputs.write_gif(str(tmp_path / 'anim' / 'a.gif'), frames, duration_ms=50, scale=2)
   with Image.open(path) as im:
     assert im.format == 'GIF' and im.n_frames == 6 and im.size == (10, 8)
     assert im.info.get('loop') == 0

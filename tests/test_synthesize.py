@@ -21,9 +21,14 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from dgnam_jax import checkpoint, convert, report, sweep, units
+from dgnam_jax.sweeps import outputs
+from dgnam_jax.nets import checkpoint
+from dgnam_jax.nets import convert
+from dgnam_jax.sweeps import run as sweep
+from dgnam_jax.sweeps import requests as units
 from dgnam_jax.caffe import parse_prototxt
-from dgnam_jax.units import Request
+from dgnam_jax.sweeps.requests import Request
+from dgnam_jax.synthesis import methods
 
 import tiny_nets
 
@@ -85,7 +90,7 @@ def _files(root):
       rel = os.path.relpath(path, root)
       with open(path, 'rb') as f:
         data = f.read()
-      if rel == report.MANIFEST_JSON:
+      if rel == outputs.MANIFEST_JSON:
         doc = json.loads(data)
         doc.pop('provenance')
         data = json.dumps(doc, sort_keys=True).encode()
@@ -172,7 +177,7 @@ def test_sweep_end_to_end(base_run):
   want = [(0, None, 0), (0, None, 1), (2, None, 0), (2, None, 1), (1, 3, 0), (1, 3, 1)]
   assert [(r['unit'], r['blend_unit'], r['seed']) for r in rows] == want  # request order
   assert events[-1].done == events[-1].total == 6
-  with open(out / report.MANIFEST_JSON) as f:
+  with open(out / outputs.MANIFEST_JSON) as f:
     assert json.load(f)['rows'] == rows
   assert set(manifest) >= {'rows', 'settings', 'provenance', 'progress'}
   assert manifest['progress']['complete']
@@ -201,7 +206,7 @@ def test_sweep_end_to_end(base_run):
     n = sum(r['code'].endswith(f'{k:05d}_code.npy') for r in rows)
     assert code.shape == final.shape == (n, CODE) and code.dtype == np.float32
     assert code.min() >= 0 and final.min() >= 0  # clipped to [0, ub] after a step
-  for name in ('index.html', 'grid.png', report.MANIFEST_CSV):
+  for name in ('index.html', 'grid.png', outputs.MANIFEST_CSV):
     assert os.path.isfile(out / name)
   assert not [f for _, _, fs in os.walk(out) for f in fs if f.startswith('.tmp-')]
 
@@ -338,12 +343,12 @@ def cli_runs(base_run, ckpts, cli_env, tmp_path_factory):
   victim = subprocess.Popen(_cli(ckpts, killed, *_CLI_SWEEP), env=cli_env, cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   deadline = time.monotonic() + 240
-  while not (report.read_manifest(str(killed)) or {}).get('rows'):  # the first chunk is done
+  while not (outputs.read_manifest(str(killed)) or {}).get('rows'):  # the first chunk is done
     assert victim.poll() is None and time.monotonic() < deadline, 'no chunk was written'
     time.sleep(0.001)
   os.kill(victim.pid, signal.SIGKILL)
   victim.wait()
-  partial = report.read_manifest(str(killed))
+  partial = outputs.read_manifest(str(killed))
   resumed = subprocess.run(_cli(ckpts, killed, *_CLI_SWEEP), env=cli_env, cwd=ROOT,
                            capture_output=True, text=True, timeout=300)
   sweep.run_sweep(_config(ckpts, whole, units='0-7', seeds=(0, 1, 2), chunk=2, gif_units='0-7'))
@@ -354,7 +359,7 @@ def test_cli_smoke(cli_runs, ckpts):
   out, proc = cli_runs['killed'], cli_runs['resumed']
   assert proc.returncode == 0, proc.stderr
   assert 'index.html' in proc.stdout and 'neurons/s' in proc.stderr
-  manifest = report.read_manifest(str(out))
+  manifest = outputs.read_manifest(str(out))
   rows = manifest['rows']
   assert len(rows) == 24 and manifest['progress']['complete']
   assert [r['name'] for r in rows[2:4]] == ['fc8_0000_02_0.99_8.0__2', 'fc8_0001_02_0.99_8.0__0']
@@ -371,17 +376,22 @@ def test_kill_and_resume_gives_the_uninterrupted_files(cli_runs):
   got, want = _files(cli_runs['killed']), _files(cli_runs['whole'])
   assert sorted(got) == sorted(want)
   assert [k for k in want if got[k] != want[k]] == []  # manifest.json: all but provenance
-  assert len(report.read_manifest(str(cli_runs['killed']))['provenance']['earlier_runs']) == 1
+  assert len(outputs.read_manifest(str(cli_runs['killed']))['provenance']['earlier_runs']) == 1
 
 
 # --- --method: the DGN-AM ablation and the pixel-space baselines ---------------------------------
 
-@pytest.mark.parametrize('method', ['dgnam_adam', 'pixel', 'pixel_blur', 'fourier'])
+# A step size that raises every target of the tiny nets within 6 iterations, per update rule.
+_SMOKE_LR = {'normalized': 8.0, 'adam': 0.05}
+
+
+@pytest.mark.parametrize('method', [m for m in methods.names() if m != 'dgnam'])
 def test_methods_run_as_sweeps_and_raise_their_targets(ckpts, jax_cache, tmp_path, method):
   del jax_cache
-  pixel_method = method not in ('dgnam', 'dgnam_adam')
-  kw = dict(method=method, units='0-2', seeds=(0, 1), iters=6, gif_units='',
-            lr=0.05 if method == 'fourier' else (1.0 if method == 'dgnam_adam' else 8.0))
+  recipe = methods.get(method).recipe()
+  pixel_method = not recipe.parameterization.uses_generator
+  kw = dict(method=method, units='0-2', seeds=(0, 1), iters=6, gif_units='2',
+            lr=_SMOKE_LR[recipe.update.name] * (20.0 if not pixel_method else 1.0))
   if pixel_method:
     kw['generator'] = None
   manifest = sweep.run_sweep(_config(ckpts, tmp_path / 'a', **kw))
@@ -390,6 +400,8 @@ def test_methods_run_as_sweeps_and_raise_their_targets(ckpts, jax_cache, tmp_pat
   assert all(r['activation'] > r['activation_init'] for r in rows), rows
   if pixel_method:
     assert 'generator' not in manifest['settings']['checkpoints']
+  assert [r.get('gif') is not None for r in rows] == [False, False, False, False, True, True]
+  assert os.path.getsize(tmp_path / 'a' / rows[-1]['gif']) > 0
   # Batch-invariant like DGN-AM: one request alone gives the same image.
   alone = sweep.run_sweep(_config(ckpts, tmp_path / 'b', **dict(kw, units='2', seeds=(1,))))
   a = np.asarray(Image.open(tmp_path / 'a' / rows[-1]['image']))
@@ -397,9 +409,9 @@ def test_methods_run_as_sweeps_and_raise_their_targets(ckpts, jax_cache, tmp_pat
   np.testing.assert_array_equal(a, b)
 
 
-def test_pixel_methods_reject_dgnam_only_flags(ckpts, tmp_path):
-  for bad in (dict(init='original'), dict(gif_units='0'), dict(bounds='none')):
-    with pytest.raises(ValueError, match='DGN-AM only'):
+def test_pixel_methods_reject_code_only_flags(ckpts, tmp_path):
+  for bad in (dict(init='original'), dict(bounds='none')):
+    with pytest.raises(ValueError, match='generator codes only'):
       sweep.plan_sweep(_config(ckpts, tmp_path / 'x', method='pixel', **{'gif_units': '', **bad}))
   with pytest.raises(ValueError, match='--method must be one of'):
     sweep.plan_sweep(_config(ckpts, tmp_path / 'x', method='deepdream'))

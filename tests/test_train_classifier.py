@@ -13,7 +13,9 @@ import jax
 import numpy as np
 import pytest
 
-from dgnam_jax import checkpoint, data, layers, load_checkpoint, nets
+from dgnam_jax import data, load_checkpoint, nets
+from dgnam_jax.nets import checkpoint
+from dgnam_jax.nets import layers
 from dgnam_jax.caffe import parse_prototxt
 from dgnam_jax.nets import small
 from dgnam_jax.training import classifier

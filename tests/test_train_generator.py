@@ -18,7 +18,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dgnam_jax import checkpoint, codes, data, load_checkpoint, nets
+from dgnam_jax import data, files, load_checkpoint, nets
+from dgnam_jax.nets import checkpoint
+from dgnam_jax.synthesis import codes
 from dgnam_jax.caffe import parse_prototxt
 from dgnam_jax.nets import small, small_gen
 from dgnam_jax.training import classifier, gen_eval, generator
@@ -165,7 +167,7 @@ def test_trainer_resumes_exactly_and_exports(tiny):
   assert res2['out'] == stage2 and not res2['done']
   _, params2, meta2 = load_checkpoint(stage2)
   jax.tree.map(np.testing.assert_array_equal, params2, params)
-  assert meta2['training']['init_from'] == os.path.abspath(work)
+  assert meta2['training']['init_from'] == files.relative_path(work)
   # Stages add up (the first stage's wall time as of its last save, a little under its export's).
   assert meta2['training']['wall_time_s'] >= 0.8 * t['wall_time_s']
   # The same stage from a light .npz of G and D (what travels to another machine).

@@ -14,7 +14,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from dgnam_jax import layers as L
+from dgnam_jax.nets import layers as L
 from dgnam_jax.nets import modules
 from dgnam_jax.nets.graph import NetOutputs
 from dgnam_jax.nets.recorder import Recorder, StopForward

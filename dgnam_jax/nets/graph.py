@@ -13,7 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from dgnam_jax import layers as L
+from dgnam_jax.nets import layers as L
 from dgnam_jax.caffe import netdef as nd
 from dgnam_jax.nets import modules
 

@@ -12,7 +12,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from dgnam_jax import layers
+from dgnam_jax.nets import layers
 
 Dtype = Any
 _kernel_init = nn.initializers.lecun_normal()

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dgnam_jax import layers as L
+from dgnam_jax.nets import layers as L
 from dgnam_jax.nets import modules
 from dgnam_jax.nets.graph import NetOutputs
 from dgnam_jax.nets.recorder import Recorder, StopForward

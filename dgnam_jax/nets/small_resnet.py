@@ -21,7 +21,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
-from dgnam_jax import layers as L
+from dgnam_jax.nets import layers as L
 from dgnam_jax.nets import modules, small
 from dgnam_jax.nets.graph import NetOutputs
 from dgnam_jax.nets.recorder import Recorder, StopForward

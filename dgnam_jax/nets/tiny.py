@@ -45,3 +45,35 @@ layer { name: "fc8" type: "InnerProduct" bottom: "fc6" top: "fc8"
   inner_product_param { num_output: 10 } }
 layer { name: "prob" type: "Softmax" bottom: "fc8" top: "prob" }
 '''
+
+
+def random_params(netdef, seed: int, scale: float = 1.0):
+  """Random parameters for a :class:`~dgnam_jax.caffe.netdef.NetDef` (fan-in scaled kernels)."""
+  import jax  # pylint: disable=import-outside-toplevel (keeps the prototxt texts import-light)
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from dgnam_jax.nets import convert  # pylint: disable=import-outside-toplevel
+
+  pshapes, _ = convert.shapes(netdef)
+  rng = np.random.default_rng(seed)
+
+  def init(path, shape):
+    fan_in = int(np.prod(shape[:-1])) if path[-1].key == 'kernel' else 1
+    std = scale / np.sqrt(fan_in) if path[-1].key == 'kernel' else 0.1
+    return (rng.standard_normal(shape) * std).astype(np.float32)
+
+  return jax.tree_util.tree_map_with_path(init, pshapes, is_leaf=lambda s: isinstance(s, tuple))
+
+
+def pipeline(seed: int = 0):
+  """(pipeline, generator params, classifier params) of the tiny pair with random weights:
+  code 16 -> 16x16x3 image -> centre crop 14x14 -> classifier (fc8: 10 units)."""
+  from dgnam_jax.caffe import parse_prototxt  # pylint: disable=import-outside-toplevel
+  from dgnam_jax.nets.graph import CaffeGraph  # pylint: disable=import-outside-toplevel
+  from dgnam_jax.nets.pipeline import ImageSpace, Pipeline  # pylint: disable=import-outside-toplevel
+
+  gen_def = parse_prototxt(GENERATOR, 'tiny_gen')
+  clf_def = parse_prototxt(CLASSIFIER, 'tiny_clf')
+  pipe = Pipeline(CaffeGraph(gen_def), CaffeGraph(clf_def), code_shape=(16,),
+                  generator_space=ImageSpace(size=(16, 16)),
+                  classifier_space=ImageSpace(size=(14, 14)))
+  return pipe, random_params(gen_def, seed, 20.0), random_params(clf_def, seed + 1, 1.5)

@@ -4,7 +4,7 @@
 label smoothing, crop/flip augmentation, resumable Orbax checkpoints in a workdir (every few
 minutes and at each epoch end; a restart with the same settings continues from the last save with
 the same data order), a test evaluation and training-curve PNG per epoch, and finally the export
-of the deploy net (BatchNorm folded) with :func:`dgnam_jax.checkpoint.save`.
+of the deploy net (BatchNorm folded) with :func:`dgnam_jax.nets.checkpoint.save`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from dgnam_jax import checkpoint, convert, data, nets, training
+from dgnam_jax import data, nets, training
+from dgnam_jax.nets import checkpoint
+from dgnam_jax.nets import convert
 from dgnam_jax.caffe import parse_prototxt
 from dgnam_jax.nets import small, small_resnet
 

@@ -18,7 +18,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dgnam_jax import checkpoint, convert, data, images, nets
+from dgnam_jax import data, images, nets
+from dgnam_jax.nets import checkpoint
+from dgnam_jax.nets import convert
 from dgnam_jax.caffe import parse_prototxt
 from dgnam_jax.nets import small_gen
 

@@ -32,7 +32,8 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 
-from dgnam_jax import checkpoint, data, images, report, training
+from dgnam_jax import data, files, images, training
+from dgnam_jax.nets import checkpoint
 from dgnam_jax.nets import modules, small, small_gen
 from dgnam_jax.training.gen_eval import (CODE_BLOB, code_statistics, describe,
                                          export_generator, reconstruction_grid,
@@ -322,11 +323,11 @@ def train_generator(train: data.ImageSet, test: data.ImageSet, encoder_path: str
   total = max(1, int(round(cfg.epochs * spe)))
   run_config = {
       'net': config.to_dict(), 'train': dataclasses.asdict(cfg), 'train_images': len(train),
-      'test_images': len(test), 'encoder': os.path.abspath(encoder_path),
-      'encoder_metadata_sha256': report.sha256_file(os.path.join(encoder_path, 'dgnam.json')),
+      'test_images': len(test), 'encoder': files.relative_path(encoder_path),
+      'encoder_metadata_sha256': files.sha256_file(os.path.join(encoder_path, 'dgnam.json')),
       'data': (run_info or {}).get('data')}
   if init_from:  # only then, so older single-stage workdirs still resume
-    run_config['init_from'] = os.path.abspath(init_from)
+    run_config['init_from'] = files.relative_path(init_from)
   training.check_run_config(workdir, run_config)
   parts = _Parts(encoder, small_gen.SmallDeePSim(config, output_scale=cfg.output_scale,
                                                  fast_weight_grad=True),
@@ -412,7 +413,7 @@ def train_generator(train: data.ImageSet, test: data.ImageSet, encoder_path: str
             'seed': cfg.seed, 'device': training.device_description(),
             'param_count': small.param_count(deploy), 'config': dataclasses.asdict(cfg),
             'bounds_from': f'{len(test)} held-out images', 'history': history,
-            **({'init_from': os.path.abspath(init_from)} if init_from else {})}
+            **({'init_from': files.relative_path(init_from)} if init_from else {})}
     result['out'] = export_generator(out, config, deploy, mean_bgr, stats, encoder_path, info)
     if os.path.exists(os.path.join(workdir, CURVES_FILE)):
       shutil.copy(os.path.join(workdir, CURVES_FILE), os.path.join(out, CURVES_FILE))

@@ -1,25 +1,35 @@
-"""Sets a preset's DGN-AM settings in dgnam_jax/sweep.py from a search, and picks the pixel lr.
+"""Writes a preset's config with the DGN-AM settings of a search, and picks the pixel lr.
 
 usage: python experiments/accelerator/apply_preset.py PRESET SEARCH_DIR METHOD_SETTINGS_OUT
+           CONFIG_OUT
+
+CONFIG_OUT (e.g. out/configs/tinyimagenet200.py, named like the preset so that run names keep
+the preset's name) is a new config file: the preset's settings with the search's best lr,
+iterations, L2 and bounds multiple; later runs pass it as --preset=CONFIG_OUT. Nothing in the
+repository is edited.
 """
 import json
-import re
+import os
 import sys
 
-preset, search_dir, settings_out = sys.argv[1:4]
+from dgnam_jax.sweeps import configs
+
+preset, search_dir, settings_out, config_out = sys.argv[1:5]
+values = configs.load(preset)
 best = json.load(open(f'{search_dir}/best_settings.json'))['dgnam']
-path = 'dgnam_jax/sweep.py'
-src = open(path).read()
-i = src.index(f"'{preset}': dict(")
-j = src.index('),', src.index('gallery_scale', i))
-block = src[i:j]
-for key in ('lr', 'iters', 'l2', 'bounds_k'):
-  block, n = re.subn(rf'\b{key}=[0-9.e+-]+', f'{key}={best[key]!r}', block)
-  assert n == 1, (key, n)
-open(path, 'w').write(src[:i] + block + src[j:])
+values.update({key: best[key] for key in ('lr', 'iters', 'l2', 'bounds_k')})
+base = os.path.dirname(config_out)
+for key in configs.PATH_KEYS:  # relative to the new file, as every config's paths are
+  if isinstance(values.get(key), str) and values[key] != 'none':
+    values[key] = os.path.relpath(values[key], base or '.')
+os.makedirs(base or '.', exist_ok=True)
+with open(config_out, 'w') as f:
+  f.write(f'"""{preset} with the DGN-AM settings of the search in {search_dir} '
+          '(apply_preset.py)."""\n\nfrom ml_collections import config_dict\n\n\n'
+          f'def get_config():\n  return config_dict.ConfigDict({values!r})\n')
 record = json.load(open(f'{search_dir}/search.json'))
 pixel = max(record.get('pixel') or [], default=None,
             key=lambda p: (p['top1_original'] + p['top1_photo'], p['top5_original']))
 settings = {'pixel': {'lr': pixel['lr']}} if pixel else {}
 json.dump(settings, open(settings_out, 'w'), indent=1)
-print('preset', preset, best, 'pixel', settings)
+print('preset', preset, best, 'pixel', settings, '->', config_out)

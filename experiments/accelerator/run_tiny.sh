@@ -38,7 +38,7 @@ run() {  # run TIMEOUT NAME CMD...: a stage, timed, its log tail kept
 $PY experiments/accelerator/merge_shards.py .gpu/tiny.npz .gpu/shard_a.npz .gpu/shard_b.npz 2>&1 | tee -a $RES/gpu_log.txt
 GEN_EPOCHS=${GEN_EPOCHS:-2}; [ -n "$SMOKE" ] && GEN_EPOCHS=0.05
 finish() {
-  mkdir -p $R/small && cp $R/method_settings.json $R/preset.diff $R/*.log $R/small/ 2>/dev/null
+  mkdir -p $R/small && cp $R/method_settings.json $R/preset_config.py $R/*.log $R/small/ 2>/dev/null
   cp $R/bench_*.json $R/small/ 2>/dev/null
   sed -i '1i small' $R/order.txt
   $PY experiments/accelerator/pack.py $R $RES 58 part1 2>&1 | tee -a $RES/gpu_log.txt
@@ -55,21 +55,21 @@ echo generator2 >> $R/order.txt
 # 1. DGN-AM settings search (20 classes the demo does not show, pixel-ascent lrs beside it).
  run $(( $(left) - 200 < 200 ? $(left) - 200 : 200 )) search_dgnam $PY -m experiments.search_settings --preset=$P --judge=$J \
   --out=$R/search_$P --trials=$TRIALS --seeds=$SSEEDS --units=$UNITS --pixel_lrs=2,8,32 "${SITERS[@]}"
-$PY experiments/accelerator/apply_preset.py $P $R/search_$P $R/method_settings.json 2>&1 | tee -a $RES/gpu_log.txt || exit 1
-git diff dgnam_jax/sweep.py > $R/preset.diff 2>/dev/null
+$PY experiments/accelerator/apply_preset.py $P $R/search_$P $R/method_settings.json $R/configs/$P.py 2>&1 | tee -a $RES/gpu_log.txt || exit 1
+cp $R/configs/$P.py $R/preset_config.py
 echo search_$P >> $R/order.txt
 # 2. The evaluation's DGN-AM class and hidden-unit sweeps (preset settings).
-run $(( $(left) - 30 )) eval_dgnam $PY -m experiments.evaluate_preset --noevaluate --preset=$P --out=$R/eval \
+run $(( $(left) - 30 )) eval_dgnam $PY -m experiments.evaluate_preset --noevaluate --preset=$R/configs/$P.py --out=$R/eval \
   --class_seeds=$CSEEDS --methods=dgnam --hidden_units=$HUNITS --hidden_seeds=$HSEEDS "${ITERS[@]}"
 printf "eval/${P}_dgnam_classes\neval/${P}_dgnam_conv3\neval/${P}_dgnam_conv5\neval/${P}_dgnam_fc6\neval/${P}_dgnam_fc7\n" >> $R/order.txt
 # 3. The Adam-on-code ablation's own search, then every DGN-AM ablation sweep.
 if [ $(left) -gt 120 ]; then
-  run 90 search_dgnam_adam $PY -m experiments.search_settings --preset=$P --method=dgnam_adam \
+  run 90 search_dgnam_adam $PY -m experiments.search_settings --preset=$R/configs/$P.py --method=dgnam_adam \
     --judge=$J --out=$R/search_${P}_dgnam_adam --trials=$BTRIALS --seeds=$SSEEDS --units=$UNITS \
     --pixel_lrs= --iters_choices=200 "${SITERS[@]}"
   $PY experiments/accelerator/merge_settings.py $R/method_settings.json $R/search_${P}_dgnam_adam/best_settings.json | tee -a $RES/gpu_log.txt
   echo search_${P}_dgnam_adam >> $R/order.txt
-  run $(( $(left) - 60 )) eval_ablations $PY -m experiments.evaluate_preset --noevaluate --preset=$P \
+  run $(( $(left) - 60 )) eval_ablations $PY -m experiments.evaluate_preset --noevaluate --preset=$R/configs/$P.py \
     --out=$R/eval --class_seeds=$CSEEDS --baseline_seeds=$BSEEDS --hidden_layers= \
     --methods=dgnam_adam,dgnam_nobounds,dgnam_bounds1x,dgnam_bounds2x,dgnam_bounds3x \
     --method_settings=$R/method_settings.json "${ITERS[@]}"
@@ -81,7 +81,7 @@ fi
 # 5. The pixel-space baselines' own searches (their final sweeps run on the CPU).
 for m in pixel_l2 pixel_blur pixel_tv fourier; do
   [ $(left) -gt 40 ] || break
-  run 45 search_$m $PY -m experiments.search_settings --preset=$P --method=$m --judge=$J \
+  run 45 search_$m $PY -m experiments.search_settings --preset=$R/configs/$P.py --method=$m --judge=$J \
     --out=$R/search_${P}_$m --trials=$BTRIALS --seeds=$SSEEDS --units=$UNITS --pixel_lrs= \
     --iters_choices=200 "${SITERS[@]}"
   $PY experiments/accelerator/merge_settings.py $R/method_settings.json $R/search_${P}_$m/best_settings.json | tee -a $RES/gpu_log.txt

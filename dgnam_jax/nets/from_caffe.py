@@ -12,7 +12,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dgnam_jax import checkpoint, convert, layers, nets, report
+from dgnam_jax import files, nets
+from dgnam_jax.nets import checkpoint
+from dgnam_jax.nets import convert
+from dgnam_jax.nets import layers
 from dgnam_jax.caffe import parse_prototxt, read_caffemodel, read_mean_binaryproto
 from dgnam_jax.caffe.netdef import CaffeFormatError, NetDef
 
@@ -29,7 +32,7 @@ class ConvertOptions:
   pixel_scale: float = 255.0
 
 
-sha256 = report.sha256_file
+sha256 = files.sha256_file
 
 
 def convert_caffe(prototxt: str, caffemodel: str, out: str,
@@ -117,8 +120,8 @@ def _metadata(netdef: NetDef, blob_shapes: dict, text: str, prototxt: str, caffe
       'layers': [{'name': l.name, 'type': l.type, 'bottoms': list(l.bottoms),
                   'tops': list(l.tops)} for l in netdef.layers],
       'mean': None, 'class_names': None, 'generator': None,
-      'source': {'prototxt': {'path': os.path.abspath(prototxt), 'sha256': sha256(prototxt)},
-                 'caffemodel': {'path': os.path.abspath(caffemodel),
+      'source': {'prototxt': {'path': files.relative_path(prototxt), 'sha256': sha256(prototxt)},
+                 'caffemodel': {'path': files.relative_path(caffemodel),
                                 'sha256': sha256(caffemodel)}},
   }
   arrays = {}
@@ -126,7 +129,7 @@ def _metadata(netdef: NetDef, blob_shapes: dict, text: str, prototxt: str, caffe
     mean = arrays['mean'] = read_mean(o.mean)
     meta['mean'] = {'file': 'mean.npy', 'shape': list(mean.shape),
                     'per_channel': [float(v) for v in mean.reshape(len(mean), -1).mean(1)]}
-    meta['source']['mean'] = {'path': os.path.abspath(o.mean), 'sha256': sha256(o.mean)}
+    meta['source']['mean'] = {'path': files.relative_path(o.mean), 'sha256': sha256(o.mean)}
   if o.class_names:
     with open(o.class_names) as f:
       names = [line.rstrip('\n') for line in f if line.strip()]

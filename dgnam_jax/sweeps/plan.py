@@ -17,16 +17,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dgnam_jax import checkpoint, codes, images, nets, pixel, report, targets, units as units_lib
-from dgnam_jax.pipeline import Pipeline, code_shape_internal, codes_from_caffe, codes_to_caffe
-from dgnam_jax.pipeline import space_from_metadata
-from dgnam_jax.targets import Objective
-from dgnam_jax.units import Request
+from dgnam_jax import files, images, nets
+from dgnam_jax.sweeps import outputs
+from dgnam_jax.nets import checkpoint
+from dgnam_jax.synthesis import codes
+from dgnam_jax.synthesis import methods as methods_lib
+from dgnam_jax.synthesis import objectives as targets
+from dgnam_jax.sweeps import requests as units_lib
+from dgnam_jax.nets.pipeline import Pipeline, codes_from_caffe, codes_to_caffe
+from dgnam_jax.synthesis.objectives import Objective
+from dgnam_jax.sweeps.requests import Request
+from dgnam_jax.nets.loading import layer_shapes, load_classifier_pipeline, load_pair
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 INITS = ('seeded', 'original', 'image')
-# DGN-AM (the original normalized step), its Adam ablation, and the pixel-space baselines.
-METHODS = ('dgnam', 'dgnam_adam') + tuple(pixel.METHODS)
 CHUNK_TARGET = 64  # default chunk: whole batches, ~64 requests between manifest writes
 
 
@@ -35,10 +39,10 @@ class SweepConfig:
   """All settings of a sweep (the runner's flags). Defaults are the original CaffeNet run.
 
   Attributes:
-    generator, classifier: checkpoint directories (CHECKPOINTS.md); pixel methods need no
-      generator (None).
+    generator, classifier: checkpoint directories (CHECKPOINTS.md); methods that do not draw
+      through a generator need none (None).
     out: output directory (created; a sweep with the same settings there is resumed).
-    units: the ``--units`` string (see :mod:`dgnam_jax.units`).
+    units: the ``--units`` string (see :mod:`dgnam_jax.sweeps.requests`).
     layer: classifier layer of the units (Caffe's name).
     seeds: seeds per unit (requests are unit-major, seeds inner).
     iters, lr, lr_end, l2: the original's n_iters, start_lr, end_lr, L2 (original.md §2.4).
@@ -63,12 +67,12 @@ class SweepConfig:
     gif_units: ``--units`` subset whose trajectories are saved as GIFs ('' for none).
     gif_every: iterations between GIF frames.
     gallery_scale: display enlargement in index.html and grid.png.
-    method: 'dgnam' (the original), 'dgnam_adam' (Adam on the code, the ablation Lucent's GAN
-      parameterization uses) or a pixel-space baseline of :data:`dgnam_jax.pixel.METHODS`
-      (lr is then in pixel units per step, Adam's step size for 'fourier'; ``l2``, bounds, init
-      and GIFs do not apply: a pixel method's decay is its own, e.g. ``method_args='l2=0.95'``).
-    method_args: a pixel method's own settings, e.g. 'tv=0.1,jitter=2' (fields of
-      :class:`dgnam_jax.pixel.PixelMethod`).
+    method: a registered method (:func:`dgnam_jax.synthesis.methods.names`): 'dgnam' (the
+      original), 'dgnam_adam', or a pixel-space baseline ('pixel', 'fourier', ...). ``lr`` is in
+      the method's own units (pixels per step, Adam's step size); ``l2``, bounds and ``init``
+      apply to methods on generator codes only (a pixel method's decay is its own option).
+    method_args: the method's static options, e.g. 'tv=0.1,jitter=2' (fields of its options
+      dataclass, e.g. :class:`dgnam_jax.synthesis.methods.PixelOptions`).
   """
   generator: str | None
   classifier: str
@@ -97,14 +101,17 @@ class SweepConfig:
   gif_every: int = 10
   gallery_scale: int = 2
   method: str = 'dgnam'
-
   method_args: str = ''
 
   @property
-  def pixel_method(self) -> pixel.PixelMethod | None:
-    """The pixel method with ``method_args`` applied, or None for DGN-AM."""
-    base = pixel.METHODS.get(self.method)
-    return pixel.with_args(base, self.method_args) if base else None
+  def method_spec(self) -> methods_lib.Method:
+    """The registered :class:`~dgnam_jax.synthesis.methods.Method` (ValueError if unknown)."""
+    return methods_lib.get(self.method)
+
+  @property
+  def recipe(self):
+    """The method's :class:`~dgnam_jax.synthesis.loop.Recipe` under ``method_args``."""
+    return self.method_spec.recipe(self.method_args)
 
 
 @dataclasses.dataclass
@@ -112,6 +119,7 @@ class Plan:
   """A checked sweep, ready to run (see :func:`plan_sweep`)."""
   config: SweepConfig
   out: str
+  recipe: Any  # the method's synthesis.loop.Recipe
   pipe: Pipeline
   gen_params: Any
   clf_params: Any
@@ -125,52 +133,6 @@ class Plan:
   chunk: int
   settings: dict
   provenance: dict
-
-
-def _out_blob_size(meta: Mapping[str, Any], blob: str) -> tuple[int, int]:
-  for spec in meta.get('blobs') or []:
-    if spec['name'] == blob and len(spec['shape']) == 4:
-      return tuple(spec['shape'][2:4])
-  raise ValueError(f'the generator metadata has no 4-D output blob {blob!r}')
-
-
-def load_pair(generator_dir: str, classifier_dir: str, dtype=jnp.float32):
-  """Loads a generator and a classifier checkpoint into a :class:`Pipeline`.
-
-  Returns:
-    (pipeline, generator params, classifier params, generator metadata, classifier metadata).
-  """
-  gen, gen_params, gen_meta = checkpoint.load_checkpoint(generator_dir, dtype=dtype)
-  clf, clf_params, clf_meta = checkpoint.load_checkpoint(classifier_dir, dtype=dtype)
-  info = gen_meta.get('generator')
-  if gen_meta.get('kind') != 'generator' or not info:
-    raise ValueError(f'{generator_dir} is not a generator checkpoint (kind '
-                     f'{gen_meta.get("kind")!r})')
-  if clf_meta.get('kind') != 'classifier':
-    raise ValueError(f'{classifier_dir} is not a classifier checkpoint (kind '
-                     f'{clf_meta.get("kind")!r})')
-  out_blob = info.get('output_blob') or 'deconv0'
-  gen_space = space_from_metadata(gen_meta, _out_blob_size(gen_meta, out_blob))
-  if not gen_meta.get('mean') and gen_space.channel_order == 'BGR' and gen_space.pixel_scale == 255:
-    # DeePSim draws ImageNet-mean-subtracted BGR; only used when converting to another space.
-    gen_space = dataclasses.replace(gen_space, mean=nets.IMAGENET_MEAN_BGR)
-  clf_space = space_from_metadata(clf_meta)
-  # The original feeds the crop unchanged whenever both nets are Caffe-space (even Places).
-  same = (gen_space.channel_order, gen_space.pixel_scale) == (clf_space.channel_order,
-                                                              clf_space.pixel_scale)
-  pipe = Pipeline(gen, clf, code_shape_internal(info['code_shape']), gen_space, clf_space,
-                  out_blob, same)
-  return pipe, gen_params, clf_params, gen_meta, clf_meta
-
-
-def layer_shapes(pipe: Pipeline, clf_params, clf_meta: Mapping[str, Any], use_blob: bool
-                 ) -> dict[str, tuple[int, ...]]:
-  """Output shapes (NHWC / NC, batch 1) of every classifier layer (or blob), traced only."""
-  channels = clf_meta['inputs'][0]['shape'][1] if clf_meta.get('inputs') else 3
-  x = jax.ShapeDtypeStruct((1, *pipe.classifier_space.size, channels), jnp.float32)
-  outs = jax.eval_shape(pipe.classify, clf_params, x)
-  table = outs.blobs if use_blob else outs.layers
-  return {k: tuple(v.shape) for k, v in table.items()}
 
 
 def _sha(array: np.ndarray | None) -> str | None:
@@ -259,25 +221,14 @@ def _check_config(c: SweepConfig) -> None:
     raise ValueError('--lr, --lr_end, --l2, --gamma and --bounds_k must be finite')
   if os.path.exists(c.out) and not os.path.isdir(c.out):
     raise ValueError(f'--out {c.out} exists and is not a directory')
-  if c.method not in METHODS:
-    raise ValueError(f'--method must be one of {METHODS}, not {c.method!r}')
-  if c.pixel_method and (c.init != 'seeded' or c.init_codes or c.gif_units or c.bounds):
-    raise ValueError(f'--method={c.method} optimizes pixels: --init, --init_codes, --bounds and '
-                     '--gif_units apply to DGN-AM only')
-  if c.method_args and not pixel.METHODS.get(c.method):
-    raise ValueError('--method_args applies to the pixel methods only')
-  if not c.pixel_method and not c.generator:
+  if c.method not in methods_lib.names():
+    raise ValueError(f'--method must be one of {methods_lib.names()}, not {c.method!r}')
+  uses_generator = c.recipe.parameterization.uses_generator  # also checks --method_args
+  if not uses_generator and (c.init != 'seeded' or c.init_codes or c.bounds):
+    raise ValueError(f'--method={c.method} draws no generator codes: --init, --init_codes and '
+                     '--bounds apply to methods on generator codes only')
+  if uses_generator and not c.generator:
     raise ValueError(f'--method={c.method} needs --generator')
-
-
-def _classifier_only(config: SweepConfig, dtype):
-  """(pipeline without a generator, params, metadata) for a pixel-space method."""
-  clf, clf_params, clf_meta = checkpoint.load_checkpoint(config.classifier, dtype=dtype)
-  if clf_meta.get('kind') != 'classifier':
-    raise ValueError(f'{config.classifier} is not a classifier checkpoint')
-  space = space_from_metadata(clf_meta)
-  shape = pixel.param_shape(config.pixel_method, space.size)
-  return Pipeline(None, clf, shape, space, space, same_space=True), clf_params, clf_meta
 
 
 def _check_requests(requests, objectives, shapes, layer) -> None:
@@ -346,8 +297,10 @@ def plan_sweep(config: SweepConfig, argv: Sequence[str] = ()) -> Plan:
   unit_list = units_lib.parse_units(config.units)
   requests = units_lib.with_seeds(unit_list, config.seeds)
   dtype = DTYPES[config.dtype]
-  if config.pixel_method:
-    pipe, clf_params, clf_meta = _classifier_only(config, dtype)
+  recipe = config.recipe
+  parameterization = recipe.parameterization
+  if not parameterization.uses_generator:
+    pipe, clf_params, clf_meta = load_classifier_pipeline(config.classifier, dtype)
     gen_params = None
   else:
     pipe, gen_params, clf_params, gen_meta, clf_meta = load_pair(config.generator,
@@ -356,12 +309,13 @@ def plan_sweep(config: SweepConfig, argv: Sequence[str] = ()) -> Plan:
                 for r in requests]
   shapes = layer_shapes(pipe, clf_params, clf_meta, config.post_relu)
   _check_requests(requests, objectives, shapes, config.layer)
-  if config.pixel_method:
-    caffe_shape = codes_to_caffe(np.zeros((1,) + pipe.code_shape)).shape[1:]
-    lower = upper = np.zeros(pipe.code_shape, np.float32)  # unused: pixels stay in range
-    bounds_desc, enc_dir = {'source': 'n/a (pixel method)'}, None
-    codes0 = pixel.initial_params(config.pixel_method, [r.seed for r in requests],
-                                  [r.unit for r in requests], pipe.classifier_space.size)
+  if not parameterization.uses_generator:
+    shape = parameterization.shape(pipe)
+    caffe_shape = codes_to_caffe(np.zeros((1,) + shape)).shape[1:]
+    lower = upper = np.zeros(shape, np.float32)  # no code box: the method has its own range
+    bounds_desc, enc_dir = {'source': 'n/a (no generator codes)'}, None
+    codes0 = parameterization.initial(pipe, [r.seed for r in requests],
+                                      [r.unit for r in requests])
     init_desc = {'kind': f'{config.method} start'}
   else:
     caffe_shape = tuple(gen_meta['generator']['code_shape'])
@@ -374,13 +328,13 @@ def plan_sweep(config: SweepConfig, argv: Sequence[str] = ()) -> Plan:
   rows = [_row(config, r, obj, shapes[config.layer], clf_meta.get('class_names'))
           for r, obj in zip(requests, objectives)]
   ckpts = {'classifier': config.classifier}
-  if not config.pixel_method:
+  if parameterization.uses_generator:
     ckpts['generator'] = config.generator
   if enc_dir and os.path.abspath(enc_dir) != os.path.abspath(config.classifier):
     ckpts['encoder'] = enc_dir
-  prov = report.provenance(list(argv), ckpts, config.dtype)
+  prov = files.provenance(list(argv), ckpts, config.dtype)
   prov['execution'] = {'batch_per_device': config.batch_per_device,
-                       'out': os.path.abspath(config.out)}
+                       'out': files.relative_path(config.out)}
   chunk = config.chunk or default_chunk(config.batch_per_device)
   settings = {
       'method': config.method, 'method_args': config.method_args,
@@ -396,14 +350,14 @@ def plan_sweep(config: SweepConfig, argv: Sequence[str] = ()) -> Plan:
                       for role, h in prov['checkpoints'].items()}}
   settings = json.loads(json.dumps(settings))  # as it reads back from the manifest
   check_resumable(config.out, settings)
-  return Plan(config, os.path.abspath(config.out), pipe, gen_params, clf_params, requests,
-              objectives, gif, np.asarray(codes0, np.float32), lower, upper, rows, chunk,
-              settings, prov)
+  return Plan(config, os.path.abspath(config.out), recipe, pipe, gen_params, clf_params,
+              requests, objectives, gif, np.asarray(codes0, np.float32), lower, upper, rows,
+              chunk, settings, prov)
 
 
 def check_resumable(out: str, settings: Mapping[str, Any]) -> None:
   """Raises if ``out`` holds a sweep with other settings (a rerun must not mix two sweeps)."""
-  old = report.read_manifest(out) if os.path.isdir(out) else None
+  old = outputs.read_manifest(out) if os.path.isdir(out) else None
   if old is None:
     return
   previous = old.get('settings')

@@ -23,8 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from dgnam_jax import checkpoint
-from dgnam_jax.pipeline import code_shape_internal, codes_from_caffe
+from dgnam_jax.nets import checkpoint
+from dgnam_jax.nets.pipeline import code_shape_internal, codes_from_caffe
 
 
 def seeded_codes(seeds: Sequence[int], units: Sequence[int], code_shape: Sequence[int]

@@ -2,7 +2,7 @@
 
 :func:`evaluate_runs` is what ``experiments.evaluate`` (and the preset evaluation driver) run: for
 each ``synthesize`` output directory it renders the images under both display conventions, runs
-:func:`dgnam_jax.evaluation.evaluate_sweep`, writes a top-real sheet and a memorization sheet,
+:func:`dgnam_jax.evaluation.scoring.evaluate_sweep`, writes a top-real sheet and a memorization sheet,
 and rewrites the run's gallery with M1 and the judge's verdict on every card.
 """
 
@@ -15,8 +15,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from dgnam_jax import data, evaluation, images, judging, report
-from dgnam_jax.sweep_plan import load_pair
+from dgnam_jax import data, files, images
+from dgnam_jax.sweeps import outputs
+from dgnam_jax.evaluation import scoring as evaluation
+from dgnam_jax.evaluation import judging
+from dgnam_jax.nets.loading import load_pair
 
 
 def evaluate_runs(runs: Sequence[str], *, generator: str, classifier: str, judge_path: str,
@@ -33,7 +36,7 @@ def evaluate_runs(runs: Sequence[str], *, generator: str, classifier: str, judge
   pipe, gen_params, clf_params, _, clf_meta = load_pair(generator, classifier)
   mean = clf_meta['mean']['per_channel']
   judge = judging.Judge(judge_path)
-  extra_paths = {os.path.basename(os.path.normpath(p)): os.path.abspath(p)
+  extra_paths = {os.path.basename(os.path.normpath(p)): files.relative_path(p)
                  for p in extra_judge_paths}
   if len(extra_paths) != len(extra_judge_paths):
     raise ValueError(f'further judges need distinct folder names: {list(extra_judge_paths)}')
@@ -43,9 +46,9 @@ def evaluate_runs(runs: Sequence[str], *, generator: str, classifier: str, judge
                              np.concatenate([train.labels, test.labels]), train.class_names, [])
   out = os.path.abspath(out)
   os.makedirs(out, exist_ok=True)
-  record = {'command': command, 'generator': os.path.abspath(generator),
-            'classifier': os.path.abspath(classifier), 'judge': os.path.abspath(judge_path),
-            'data': os.path.abspath(data_path), 'runs': {},
+  record = {'command': command, 'generator': files.relative_path(generator),
+            'classifier': files.relative_path(classifier), 'judge': files.relative_path(judge_path),
+            'data': files.relative_path(data_path), 'runs': {},
             **({'extra_judges': extra_paths} if extra_paths else {})}
   cache: dict = {}  # dataset activations, training codes, real distances: shared by the runs
   t = time.time()
@@ -79,14 +82,14 @@ def evaluate_runs(runs: Sequence[str], *, generator: str, classifier: str, judge
   if class_runs:
     methods_grid(os.path.join(out, 'methods_grid.png'), class_runs, output_layer)
   record['wall_s'] = round(time.time() - t0, 1)
-  report.atomic_write_text(os.path.join(out, 'metrics.json'),
+  files.atomic_write_text(os.path.join(out, 'metrics.json'),
                            json.dumps(_jsonable(record), indent=1))
   return _jsonable(record)
 
 
 def _prefill(cache, runs, pipe, clf_params, mean, everything, train, output_layer, memo_layers):
   """Every run's units and the memorization codes of every class in one dataset pass."""
-  rows = [r for run in runs for r in report.finished_manifest(run)['rows']]
+  rows = [r for run in runs for r in outputs.finished_manifest(run)['rows']]
   classes = sorted({int(r['unit']) for r in rows if r['layer'] == output_layer})
   evaluation.prefill_cache(
       cache, classify=pipe.classify, params=clf_params, mean_bgr=mean, dataset=everything,
@@ -204,5 +207,5 @@ def _annotate_gallery(run, rows, arrays, judge, rendered, output_layer) -> None:
     if i in verdicts:
       label += f'; judge: {verdicts[i]}'
     cards.append(dict(r, label=label))
-  report.write_gallery(run, cards, title=f'{os.path.basename(os.path.normpath(run))}: '
+  outputs.write_gallery(run, cards, title=f'{os.path.basename(os.path.normpath(run))}: '
                        'M1 and judge verdicts', scale=4, columns=10)

@@ -20,8 +20,11 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from dgnam_jax import checkpoint, data, images, pixel, report
-from dgnam_jax.pipeline import codes_from_caffe
+from dgnam_jax import data, images
+from dgnam_jax.sweeps import outputs
+from dgnam_jax.nets import checkpoint
+from dgnam_jax.synthesis import methods as methods_lib
+from dgnam_jax.nets.pipeline import codes_from_caffe
 
 CONVENTIONS = ('original', 'photo')
 
@@ -32,15 +35,15 @@ def render_sweep(out_dir: str, pipe, gen_params, mean_bgr: Sequence[float],
 
   Args:
     out_dir: a ``synthesize`` output directory.
-    pipe, gen_params: the generator/classifier pair the sweep ran (``sweep_plan.load_pair``).
+    pipe, gen_params: the generator/classifier pair the sweep ran (``nets.loading.load_pair``).
     mean_bgr: the classifier's per-channel mean (the photo convention adds it back).
-    batch: codes per generator call.
+    batch: saved parameters per rendering call.
 
   Returns:
     {'rows': manifest rows, 'original': (N, H, W, 3) uint8 as saved, 'photo': (N, H, W, 3)
     uint8, 'raw': (N, H, W, 3) float32 classifier-space images}.
   """
-  manifest = report.finished_manifest(out_dir)
+  manifest = outputs.finished_manifest(out_dir)
   rows = manifest['rows']
   cache: dict[str, np.ndarray] = {}
   codes = []
@@ -50,15 +53,11 @@ def render_sweep(out_dir: str, pipe, gen_params, mean_bgr: Sequence[float],
       cache[path] = np.load(path, allow_pickle=False)
     codes.append(cache[path][row['code_index']])
   codes = codes_from_caffe(np.stack(codes).astype(np.float32))
-  method = pixel.METHODS.get(manifest['settings'].get('method', 'dgnam'))
-  if method is not None:  # a pixel-space baseline: the saved parameters are the image
-    draw = jax.jit(jax.vmap(lambda p: pixel.render(method, p, jnp.asarray(mean_bgr,
-                                                                          jnp.float32))))
-    raw = np.asarray(draw(jnp.asarray(codes)))
-  else:
-    draw = _drawer(pipe)
-    raw = np.concatenate([np.asarray(draw(gen_params, jnp.asarray(codes[i:i + batch])))
-                          for i in range(0, len(codes), batch)])
+  settings = manifest['settings']
+  method = methods_lib.get(settings.get('method', 'dgnam'))
+  draw = _drawer(method.recipe(settings.get('method_args', '')).parameterization, pipe)
+  raw = np.concatenate([np.asarray(draw(gen_params, jnp.asarray(codes[i:i + batch])))
+                        for i in range(0, len(codes), batch)])
   saved = []
   for row in rows:
     with Image.open(os.path.join(out_dir, row['image'])) as im:
@@ -68,8 +67,8 @@ def render_sweep(out_dir: str, pipe, gen_params, mean_bgr: Sequence[float],
 
 
 @functools.lru_cache(maxsize=8)
-def _drawer(pipe):
-  return jax.jit(lambda gp, c: jax.vmap(pipe.to_classifier)(pipe.generate(gp, c)))
+def _drawer(parameterization, pipe):
+  return jax.jit(lambda gp, c: parameterization.render_batch(pipe, gp, c))
 
 
 class Judge:

@@ -1,5 +1,5 @@
 """What a sweep asks for: the ``--units`` syntax, one :class:`Request` per (unit, seed), grouping
-of requests by their static :class:`~dgnam_jax.targets.Objective`, and short class names.
+of requests by their static :class:`~dgnam_jax.synthesis.objectives.Objective`, and short class names.
 
 ``--units`` is a comma-separated list of items (spaces are ignored):
 
@@ -19,7 +19,7 @@ import dataclasses
 import re
 from collections.abc import Sequence
 
-from dgnam_jax.targets import Objective
+from dgnam_jax.synthesis.objectives import Objective
 
 UNITS_HELP = ('comma-separated units: 17 (one unit; conv layer: the centre position), 0-9 (a '
               'range), 12@3x5 (conv channel 12 at row 3, column 5), mean:12 (channel mean; '

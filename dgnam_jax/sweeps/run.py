@@ -32,42 +32,15 @@ from typing import Any
 import jax
 import numpy as np
 
-from dgnam_jax import images, optimize, pixel, report
-from dgnam_jax.pipeline import Pipeline, codes_to_caffe
-from dgnam_jax.sweep_plan import Plan, SweepConfig, default_chunk, load_pair, plan_sweep
-from dgnam_jax.targets import make_targets
-from dgnam_jax.units import Request, parse_units
-
-# The project's committed checkpoints (an editable install or a source checkout).
-CHECKPOINTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                           'checkpoints')
-# The original per-net settings (original.md §4); explicit settings override them.
-_CAFFENET = dict(layer='fc8', lr=8.0, lr_end=1e-10, iters=200, l2=0.99, bounds_k=3.0)
-PRESETS: dict[str, dict[str, Any]] = {
-    'caffenet': dict(_CAFFENET, units='643,624,304,629,437'),
-    'places205': dict(_CAFFENET, units='2,7,8,12,71'),
-    # Example 4: Places205 conv5 channels at the centre of the 13x13 map (xy = 6).
-    'places205_conv5': dict(_CAFFENET, layer='conv5', units='8,55,154,181,45'),
-    'googlenet': dict(_CAFFENET, layer='loss3/classifier', lr=2.0,
-                      units='643,624,304,629,437'),
-    # The embedded default (checkpoints/cifar10, trained by this project). Settings: the best
-    # trial of the random search recorded in checkpoints/cifar10/MODEL_CARD.md. Batch 10: the
-    # 10 classes fill whole calls for any number of seeds (slot_key = unit + 1009 seed,
-    # 1009 = 9 mod 10).
-    'cifar10': dict(generator=os.path.join(CHECKPOINTS, 'cifar10', 'generator'),
-                    classifier=os.path.join(CHECKPOINTS, 'cifar10', 'classifier'),
-                    layer='fc8', units='0-9', lr=4.5467, lr_end=1e-10, iters=200, l2=0.995,
-                    bounds_k=1.5, batch_per_device=10, gallery_scale=4),
-    # The 64 px default (checkpoints/tinyimagenet200): settings from its own search
-    # (checkpoints/tinyimagenet200/settings_search.md). Batch 21, coprime with 10: the demo's
-    # classes 0, 10, ..., 190 (and the search's 5, 15, ..., 195) fill 20 distinct slots of one
-    # call (slot = (unit + 1009 seed) mod batch); with 20 they shared 2 slots, 10 calls.
-    'tinyimagenet200': dict(generator=os.path.join(CHECKPOINTS, 'tinyimagenet200', 'generator'),
-                            classifier=os.path.join(CHECKPOINTS, 'tinyimagenet200',
-                                                    'classifier'),
-                            layer='fc8', units='0-199', lr=8.4519, lr_end=1e-10, iters=300,
-                            l2=0.99, bounds_k=2.0, batch_per_device=21, gallery_scale=2),
-}
+from dgnam_jax import files, images
+from dgnam_jax.nets.loading import load_pair
+from dgnam_jax.nets.pipeline import Pipeline, codes_to_caffe
+from dgnam_jax.sweeps import configs, outputs
+from dgnam_jax.sweeps.plan import Plan, SweepConfig, default_chunk, plan_sweep
+from dgnam_jax.sweeps.requests import Request, parse_units
+from dgnam_jax.synthesis import loop
+from dgnam_jax.synthesis import methods as methods_lib
+from dgnam_jax.synthesis.objectives import make_targets
 
 # DGN-AM ablations (issue: baselines): DGN-AM sweeps with the preset's settings but one change,
 # which the name says.
@@ -79,14 +52,19 @@ ABLATIONS: dict[str, dict[str, Any]] = {
 }
 
 
-def config_with_preset(preset: str | None, **explicit) -> SweepConfig:
-  """A :class:`SweepConfig` from a preset name (or None) overridden by explicit settings."""
-  if preset and preset not in PRESETS:
-    raise ValueError(f'unknown preset {preset!r}; valid: {", ".join(PRESETS)}')
-  values = dict(PRESETS[preset]) if preset else {}
+def config_with_preset(preset: str | Mapping[str, Any] | None, **explicit) -> SweepConfig:
+  """A :class:`SweepConfig` from a preset (a name, a config file, or resolved values, see
+  :mod:`dgnam_jax.sweeps.configs`) overridden by explicit settings (None: not given)."""
+  if isinstance(preset, str):
+    values = configs.load(preset)
+  else:
+    values = dict(preset or {})
   values.update({k: v for k, v in explicit.items() if v is not None})
-  needed = ('units', 'classifier') + (
-      () if values.get('method') in pixel.METHODS else ('generator',))
+  unknown = sorted(set(values) - {f.name for f in dataclasses.fields(SweepConfig)})
+  if unknown:
+    raise ValueError(f'unknown settings {unknown} (a config names SweepConfig fields)')
+  method = methods_lib.get(values.get('method', SweepConfig.method))
+  needed = ('units', 'classifier') + (('generator',) if method.uses_generator else ())
   values.setdefault('generator', None)
   for name in needed:
     if values.get(name) is None:
@@ -117,7 +95,7 @@ def _chunk_paths(k: int) -> tuple[str, str]:
 
 def _finished_chunks(plan: Plan) -> dict[int, list[dict]]:
   """Rows of chunks a previous run finished (all rows listed, their files present)."""
-  manifest = report.read_manifest(plan.out) if os.path.isdir(plan.out) else None
+  manifest = outputs.read_manifest(plan.out) if os.path.isdir(plan.out) else None
   by_chunk: dict[int, list[dict]] = {}
   for row in (manifest or {}).get('rows', []):
     by_chunk.setdefault(int(row['chunk']), []).append(row)
@@ -133,9 +111,9 @@ def _finished_chunks(plan: Plan) -> dict[int, list[dict]]:
 
 
 @functools.lru_cache(maxsize=None)
-def _renderer(pipe: Pipeline):
-  """codes -> cropped generator images (trajectory frames)."""
-  return jax.jit(lambda gp, c: jax.vmap(pipe.to_classifier)(pipe.generate(gp, c)))
+def _renderer(parameterization, pipe: Pipeline):
+  """parameters -> images in the classifier's space (trajectory frames)."""
+  return jax.jit(lambda gp, c: parameterization.render_batch(pipe, gp, c))
 
 
 def _optimize_chunk(plan: Plan, idx: np.ndarray, on_rows: Callable[[int], None]) -> dict:
@@ -153,21 +131,16 @@ def _optimize_chunk(plan: Plan, idx: np.ndarray, on_rows: Callable[[int], None])
                        [r.blend_unit for r in rs], [r.position for r in rs],
                        c.minimize, c.gamma)
     # A request's batch slot follows its unit and seed, so it is reproduced bitwise in any
-    # sweep (optimize_codes' determinism note).
-    common = dict(iters=c.iters, batch_per_device=c.batch_per_device,
-                  slot_keys=[r.slot_key for r in rs],
-                  on_batch=lambda m, total, base=done, n=len(js): on_rows(base + n * m // total))
-    if c.pixel_method:
-      res = pixel.run_requests(
-          c.pixel_method, plan.pipe.classify, plan.clf_params, plan.codes0[rows], tgt,
-          objective, lr=c.lr, lr_end=c.lr_end,
-          mean_bgr=plan.pipe.classifier_space.mean, seeds=[r.seed for r in rs], **common)
-    else:
-      res = optimize.optimize_codes(
-          plan.pipe, plan.gen_params, plan.clf_params, plan.codes0[rows], tgt,
-          optimize.make_hyper(len(rows), c.lr, c.lr_end, c.l2), plan.lower, plan.upper,
-          objective=objective, snapshot_every=c.gif_every if gif else 0,
-          update='adam' if c.method == 'dgnam_adam' else 'normalized', **common)
+    # sweep (the loop's determinism note).
+    res = loop.run(
+        plan.recipe, plan.pipe, loop.NetParams(plan.gen_params, plan.clf_params),
+        plan.codes0[rows], tgt, objective=objective,
+        hyper=loop.make_hyper(len(rows), c.lr, c.lr_end, c.l2),
+        bounds=loop.Bounds.box(plan.lower, plan.upper),
+        keys=loop.request_keys([r.seed for r in rs], [r.unit for r in rs]), iters=c.iters,
+        batch_per_device=c.batch_per_device, snapshot_every=c.gif_every if gif else 0,
+        slot_keys=[r.slot_key for r in rs],
+        on_batch=lambda m, total, base=done, n=len(js): on_rows(base + n * m // total))
     done += len(js)
     for key, value in dataclasses.asdict(res).items():
       if value is None:
@@ -195,12 +168,13 @@ def _write_chunk(plan: Plan, k: int, idx: np.ndarray, res: Mapping[str, np.ndarr
       row['gif'] = f'gifs/{row["name"]}.gif'
       # Frames: the start, then the code every gif_every updates.
       traj = np.concatenate([plan.codes0[i][None], res['snapshots'][j]])
-      frames = np.asarray(_renderer(plan.pipe)(plan.gen_params, traj))
-      report.write_gif(os.path.join(plan.out, row['gif']),
+      frames = np.asarray(_renderer(plan.recipe.parameterization, plan.pipe)(plan.gen_params,
+                                                                          traj))
+      outputs.write_gif(os.path.join(plan.out, row['gif']),
                        [images.caffe_to_rgb_original(f) for f in frames])
     rows.append(row)
-  report.atomic_save_npy(os.path.join(plan.out, code_path), codes_to_caffe(res['codes']))
-  report.atomic_save_npy(os.path.join(plan.out, final_path), codes_to_caffe(res['final_codes']))
+  files.atomic_save_npy(os.path.join(plan.out, code_path), codes_to_caffe(res['codes']))
+  files.atomic_save_npy(os.path.join(plan.out, final_path), codes_to_caffe(res['final_codes']))
   return rows
 
 
@@ -233,13 +207,13 @@ def run_sweep(config: SweepConfig, progress: Callable[[Progress], None] | None =
   plan = plan_sweep(config, argv)
   n, size = len(plan.requests), plan.chunk
   chunks = -(-n // size)
-  previous = report.read_manifest(plan.out) if os.path.isdir(plan.out) else None
+  previous = outputs.read_manifest(plan.out) if os.path.isdir(plan.out) else None
   os.makedirs(plan.out, exist_ok=True)
-  report.cleanup_temp_files(plan.out)
+  files.cleanup_temp_files(plan.out)
   finished = _finished_chunks(plan)
   skipped = sum(len(rows) for rows in finished.values())
   if previous is None:  # claims --out for these settings before any result file appears
-    report.write_manifest(plan.out, [], _meta(plan, None, 0, chunks))
+    outputs.write_manifest(plan.out, [], _meta(plan, None, 0, chunks))
   done = skipped
   for k in range(chunks):
     if k in finished:
@@ -254,11 +228,11 @@ def run_sweep(config: SweepConfig, progress: Callable[[Progress], None] | None =
     finished[k] = _write_chunk(plan, k, idx, res)
     done += len(idx)
     rows = [row for j in sorted(finished) for row in finished[j]]
-    report.write_manifest(plan.out, rows, _meta(plan, previous, len(finished), chunks))
+    outputs.write_manifest(plan.out, rows, _meta(plan, previous, len(finished), chunks))
   rows = [row for j in sorted(finished) for row in finished[j]]
   meta = _meta(plan, previous, chunks, chunks)
   if skipped == n:  # nothing ran: the manifest still records this run's provenance
-    report.write_manifest(plan.out, rows, meta)
+    outputs.write_manifest(plan.out, rows, meta)
   _write_summary(plan, rows)
   if progress and skipped == n:
     progress(Progress(n, n, skipped, chunks - 1, chunks))
@@ -270,11 +244,11 @@ def _write_summary(plan: Plan, rows: Sequence[Mapping[str, Any]]) -> None:
   c = plan.config
   gifs = [{'image': r['gif'], 'name': r['name'], 'label': r['name']} for r in rows
           if r.get('gif')]
-  report.write_grid_png(plan.out, rows, 'grid.png', scale=c.gallery_scale)
-  title = f'DGN-AM: {c.layer}, {len(rows)} requests ({c.iters} iterations, lr {c.lr})'
-  report.write_gallery(plan.out, rows, title=title, scale=c.gallery_scale,
+  outputs.write_grid_png(plan.out, rows, 'grid.png', scale=c.gallery_scale)
+  title = f'{c.method}: {c.layer}, {len(rows)} requests ({c.iters} iterations, lr {c.lr})'
+  outputs.write_gallery(plan.out, rows, title=title, scale=c.gallery_scale,
                        extra_sections=[('Trajectories', gifs)] if gifs else None)
 
 
-__all__ = ['PRESETS', 'Plan', 'Progress', 'Request', 'SweepConfig', 'config_with_preset',
+__all__ = ['ABLATIONS', 'Plan', 'Progress', 'Request', 'SweepConfig', 'config_with_preset',
            'default_chunk', 'load_pair', 'parse_units', 'plan_sweep', 'run_sweep']
