@@ -251,3 +251,50 @@ def test_a_throwaway_method_runs_through_the_runners(tmp_path):
     runs = json.load(f)['runs']
   assert runs['cifar10_throwaway_classes']['judge']['images'] == 10
   assert 'cifar10_throwaway_classes' in report_md.read_text()
+
+
+_DEVICES_SCRIPT = textwrap.dedent('''
+    import dataclasses, sys
+    import jax
+    jax.config.update('jax_default_matmul_precision', 'highest')  # as tests/conftest.py
+    import numpy as np
+    from test_methods import run_all
+    assert jax.device_count() == 4, jax.devices()
+    np.savez(sys.argv[1], **run_all(mesh='all'))
+''')
+
+
+def run_all(mesh):
+  """Every registered method on 6 requests of the tiny nets, batch 2 per device; flat results."""
+  from dgnam_jax.synthesis.loop import Devices  # pylint: disable=import-outside-toplevel
+  pipe, gp, cp = tiny_pipeline(0)
+  pipe = dataclasses.replace(pipe, classifier_space=ImageSpace(mean=MEAN, size=(14, 14)))
+  units, seeds = [0, 3, 7, 3, 5, 9], [0, 0, 0, 1, 1, 1]
+  out = {}
+  for name in methods.names():
+    recipe = methods.get(name).recipe()
+    res = synthesize(name, pipe, NetParams(gp, cp), methods.initial_state(name, pipe, seeds, units),
+                     make_targets(units), objective=OBJ,
+                     hyper=make_hyper(6, lr=LR[(recipe.update.name,
+                                                recipe.parameterization.uses_generator)]),
+                     bounds=Bounds.box(0.0, 30.0), seeds=seeds, iters=4, batch_per_device=2,
+                     mesh=Devices.ALL if mesh == 'all' else None, snapshot_every=2,
+                     slot_keys=np.asarray(units) + 1009 * np.asarray(seeds))
+    out.update({f'{name}/{k}': v for k, v in dataclasses.asdict(res).items() if v is not None})
+  return out
+
+
+def test_every_method_gives_the_same_bits_on_four_devices(tmp_path):
+  """4 host devices under shard_map (calls of 4 x 2 rows) == 1 device (calls of 2 rows)."""
+  env = dict(os.environ, JAX_PLATFORMS='cpu',
+             XLA_FLAGS=os.environ.get('XLA_FLAGS', '') + ' --xla_force_host_platform_device_count=4',
+             PYTHONPATH=os.pathsep.join([os.path.join(ROOT, 'tests'), ROOT,
+                                         os.environ.get('PYTHONPATH', '')]))
+  proc = subprocess.run([sys.executable, '-c', _DEVICES_SCRIPT, str(tmp_path / 'out.npz')],
+                        env=env, capture_output=True, text=True, timeout=600, check=False)
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  sharded = np.load(tmp_path / 'out.npz')
+  single = run_all(mesh=None)
+  assert set(sharded.files) == set(single)
+  for k, v in single.items():
+    np.testing.assert_array_equal(sharded[k], v, err_msg=k)

@@ -85,8 +85,11 @@ class RandomTransform(Regularizer):
                                          maxval=self.rotate_deg))
       yy, xx = jnp.meshgrid(jnp.arange(h) - (h - 1) / 2, jnp.arange(w) - (w - 1) / 2,
                             indexing='ij')
-      src_y = (jnp.cos(a) * yy - jnp.sin(a) * xx) / s + (h - 1) / 2
-      src_x = (jnp.sin(a) * yy + jnp.cos(a) * xx) / s + (w - 1) / 2
+      # Per-image scalars first, behind a barrier: left to XLA, `grid / s` becomes a multiply
+      # by 1/s under shard_map but not under jit, and results would depend on the device count.
+      cos, sin = jax.lax.optimization_barrier((jnp.cos(a) / s, jnp.sin(a) / s))
+      src_y = cos * yy - sin * xx + (h - 1) / 2
+      src_x = sin * yy + cos * xx + (w - 1) / 2
       x = jnp.stack([jax.scipy.ndimage.map_coordinates(x[..., c], [src_y, src_x], order=1,
                                                        mode='nearest')
                      for c in range(x.shape[-1])], axis=-1)
