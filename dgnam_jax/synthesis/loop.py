@@ -34,6 +34,8 @@ from jax.sharding import Mesh, PartitionSpec as P
 
 from dgnam_jax.nets.pipeline import Pipeline
 from dgnam_jax.synthesis import objectives, regularizers
+from dgnam_jax.synthesis.batching import (Devices, pack_slots, request_keys, resolve_mesh,
+                                          rows_of, sharded)
 from dgnam_jax.synthesis.objectives import Objective, Target
 from dgnam_jax.synthesis.transforms import UpdateRule
 
@@ -59,11 +61,6 @@ class Loop(enum.Enum):
   """
   PYTHON = 'python'
   SCAN = 'scan'
-
-
-class Devices(enum.Enum):
-  """``mesh=Devices.ALL``: shard requests over every device (a 1-D 'neurons' mesh)."""
-  ALL = 'all'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -268,26 +265,18 @@ def _scan_rows(s: _Static, params, p0, targets, hyper, keys, bounds, mean):
   return _finish_rows(s, params, carry, targets)
 
 
-def _sharded(fn, mesh, in_specs, out_specs):
-  if mesh is None:
-    return fn
-  # check_vma=False: the loop state starts from per-row constants (zeros, True) that are not
-  # marked as varying over 'neurons', which the manual-axis type check rejects.
-  return jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
-
-
 @functools.lru_cache(maxsize=None)
 def _compiled(s: _Static, mesh, loop: Loop):
   """Jitted (init, step, finish) for :attr:`Loop.PYTHON`, or one scanned program."""
   rows, rep = P('neurons'), P()
   if loop is Loop.SCAN:
     fn = functools.partial(_scan_rows, s)
-    return jax.jit(_sharded(fn, mesh, (rep, rows, rows, rows, rows, rep, rep), rows))
-  return (jax.jit(_sharded(functools.partial(_init_rows, s), mesh, (rows, rows), rows)),
-          jax.jit(_sharded(functools.partial(_step_rows, s), mesh,
+    return jax.jit(sharded(fn, mesh, (rep, rows, rows, rows, rows, rep, rep), rows))
+  return (jax.jit(sharded(functools.partial(_init_rows, s), mesh, (rows, rows), rows)),
+          jax.jit(sharded(functools.partial(_step_rows, s), mesh,
                            (rep, rows, rows, rows, rows, rep, rep, rep), rows),
                   donate_argnums=(1,)),
-          jax.jit(_sharded(functools.partial(_finish_rows, s), mesh, (rep, rows, rows), rows)))
+          jax.jit(sharded(functools.partial(_finish_rows, s), mesh, (rep, rows, rows), rows)))
 
 
 def _run_batch(compiled, loop, iters, params, p0, targets, hyper, keys, bounds, mean):
@@ -316,58 +305,6 @@ def request_step(recipe: Recipe, pipe: Pipeline, objective: Objective, iters: in
   return init, step
 
 
-def default_mesh() -> Mesh | None:
-  """A 1-D ('neurons',) mesh over all devices, or None on a single device."""
-  if jax.device_count() == 1:
-    return None
-  # Auto axes: jax.make_mesh defaults to Explicit axes, under which shard_map rejects the
-  # unsharded row arrays that run() passes in.
-  return jax.make_mesh((jax.device_count(),), ('neurons',),
-                       axis_types=(jax.sharding.AxisType.Auto,))
-
-
-def _resolve_mesh(mesh) -> Mesh | None:
-  if mesh is Devices.ALL:
-    return default_mesh()
-  if mesh is None:
-    return None
-  if not isinstance(mesh, Mesh):
-    raise TypeError(f'mesh must be Devices.ALL, None or a jax.sharding.Mesh, not {mesh!r}')
-  # shard_map here needs Auto axes; jax.make_mesh defaults to Explicit ones.
-  return Mesh(mesh.devices, mesh.axis_names,
-              axis_types=(jax.sharding.AxisType.Auto,) * len(mesh.axis_names))
-
-
-def _rows(tree, index):
-  return jax.tree.map(lambda a: a[index], tree)
-
-
-def pack_slots(slot_keys: np.ndarray, batch: int, devices: int = 1) -> list[np.ndarray]:
-  """Row indices per compiled call (-1: padding): row i always sits at local slot key % batch.
-
-  Each call holds ``devices * batch`` rows (device-major); the local slot, not the device, is what
-  decides a row's rounding, so any device may take it.
-  """
-  slots = np.asarray(slot_keys, np.int64) % batch
-  queues = [np.flatnonzero(slots == s) for s in range(batch)]
-  calls = -(-max(len(q) for q in queues) // devices)
-  out = []
-  for c in range(calls):
-    idx = np.full((devices, batch), -1, np.int64)
-    for s, q in enumerate(queues):
-      part = q[c * devices:(c + 1) * devices]
-      idx[:len(part), s] = part
-    out.append(idx.reshape(-1))
-  return out
-
-
-def request_keys(seeds, units) -> np.ndarray:
-  """(N, 2) uint32 key data of each request's randomness (transforms): from (seed, unit) only."""
-  keys = [jax.random.key_data(jax.random.fold_in(jax.random.key(int(s) + 7919), int(u)))
-          for s, u in zip(seeds, units)]
-  return np.stack([np.asarray(k) for k in keys]) if keys else np.zeros((0, 2), np.uint32)
-
-
 def run(recipe: Recipe, pipe: Pipeline, params: NetParams, init, targets: Target, *,
         objective: Objective, hyper: Hyper, bounds: Bounds | None = None,
         keys: np.ndarray | None = None, iters: int = 200, batch_per_device: int = 8,
@@ -394,7 +331,7 @@ def run(recipe: Recipe, pipe: Pipeline, params: NetParams, init, targets: Target
     loop: :class:`Loop`.
     on_batch: called as ``on_batch(rows_done, rows_total)`` after each batch.
   """
-  mesh = _resolve_mesh(mesh)
+  mesh = resolve_mesh(mesh)
   if not isinstance(loop, Loop):
     raise TypeError(f'loop must be a Loop, not {loop!r}')
   devices = 1 if mesh is None else mesh.devices.size
@@ -420,8 +357,8 @@ def run(recipe: Recipe, pipe: Pipeline, params: NetParams, init, targets: Target
   for idx in pack_slots(slot_keys, batch_per_device, devices):
     real = idx >= 0
     src = np.where(real, idx, idx[real][0])  # padding repeats a real row; dropped below
-    out = _run_batch(compiled, loop, iters, params, init[src], _rows(targets, src),
-                     _rows(hyper, src), keys[src], bounds, mean)
+    out = _run_batch(compiled, loop, iters, params, init[src], rows_of(targets, src),
+                     rows_of(hyper, src), keys[src], bounds, mean)
     for key, value in out.items():
       value = np.asarray(value)
       if key not in merged:
