@@ -19,6 +19,7 @@ from absl import flags
 import numpy as np
 
 from converters import _cli
+from dgnam_jax import images
 from dgnam_jax.nets.from_caffe import caffe_forward
 
 _CHECKPOINT = flags.DEFINE_string('checkpoint', None, 'Checkpoint directory (caffe_to_orbax).')
@@ -34,6 +35,7 @@ def _save_npz_atomically(path: str, arrays: dict) -> None:
   os.close(fd)
   try:
     np.savez(tmp, **arrays)
+    os.chmod(tmp, images.default_mode())  # mkstemp's 0600: not the user's umask
     os.replace(tmp, path)
   finally:
     if os.path.exists(tmp):

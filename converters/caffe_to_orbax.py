@@ -43,6 +43,8 @@ _CHANNEL_ORDER = flags.DEFINE_enum('channel_order', 'BGR', ['BGR', 'RGB', 'GRAY'
                                    'Channel order of the net\'s image input (or output).')
 _PIXEL_SCALE = flags.DEFINE_float('pixel_scale', 255.0, 'Value of a white pixel in the net\'s '
                                   'input space before mean subtraction (Caffe nets: 255).')
+_STRICT = flags.DEFINE_bool('strict', False, 'NaN or Inf weights are an error (default: a warning '
+                            'naming the layer and blob).')
 
 
 def main(argv):
@@ -50,7 +52,7 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   options = ConvertOptions(net=_NET.value, mean=_MEAN.value, class_names=_CLASS_NAMES.value,
                            bounds=_BOUNDS.value, channel_order=_CHANNEL_ORDER.value,
-                           pixel_scale=_PIXEL_SCALE.value)
+                           pixel_scale=_PIXEL_SCALE.value, strict=_STRICT.value)
   return _cli.run('caffe_to_orbax', lambda: 'wrote ' + convert_caffe(
       _PROTOTXT.value, _CAFFEMODEL.value, _OUT.value, options))
 

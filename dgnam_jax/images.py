@@ -7,6 +7,7 @@ space means BGR channel order, 0-255 scale, ImageNet mean subtracted.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import tempfile
@@ -154,6 +155,28 @@ def request_name(layer: str, unit: int, iters: int, l2: float, lr: float, seed: 
   return name
 
 
+@functools.lru_cache(maxsize=1)
+def _umask() -> int:
+  """The process umask, read without changing it where /proc allows (os.umask sets it)."""
+  with contextlib.suppress(OSError, ValueError):
+    with open('/proc/self/status') as f:
+      for line in f:
+        if line.startswith('Umask:'):
+          return int(line.split()[1], 8)
+  mask = os.umask(0o022)
+  os.umask(mask)
+  return mask
+
+
+def default_mode(directory: bool = False) -> int:
+  """The mode ``open``/``mkdir`` would give under the user's umask (0644 / 0755 under 022).
+
+  Temporary files (``mkstemp``: 0600) and directories (``mkdtemp``: 0700) get it before they are
+  renamed into place, so shared galleries and checkpoints stay readable by others.
+  """
+  return (0o777 if directory else 0o666) & ~_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str, suffix: str = '') -> Iterator[str]:
   """Yields a temporary path beside ``path``; renames it onto ``path`` if the body succeeds.
@@ -175,6 +198,7 @@ def atomic_path(path: str, suffix: str = '') -> Iterator[str]:
   os.close(fd)
   try:
     yield tmp
+    os.chmod(tmp, default_mode())
     os.replace(tmp, path)
   except BaseException:
     with contextlib.suppress(OSError):

@@ -27,6 +27,7 @@ from absl import flags
 from dgnam_jax.evaluation import runs as eval_runs
 from dgnam_jax.sweeps import configs
 from dgnam_jax.sweeps import run as sweep
+from dgnam_jax.sweeps.requests import parse_seeds
 from dgnam_jax.synthesis import methods as methods_lib
 
 _PRESET = flags.DEFINE_string('preset', 'cifar10', 'The embedded default: a preset name (' +
@@ -36,12 +37,13 @@ _JUDGE = flags.DEFINE_string('judge', None, 'The independent judge checkpoint.')
 _OUT = flags.DEFINE_string('out', None, 'Root of the runs and metrics.', allow_override=True)
 _REPORT = flags.DEFINE_string('report', None, 'The Markdown report to write.')
 _TITLE = flags.DEFINE_string('title', None, 'Report title.')
-_CLASS_SEEDS = flags.DEFINE_string('class_seeds', '0-49', 'Seeds per class (a-b).')
+_CLASS_SEEDS = flags.DEFINE_string('class_seeds', '0-49', 'Seeds per class (integers and ranges '
+                                   'a-b).')
 _METHODS = flags.DEFINE_list('methods', ['dgnam'], 'Methods run on the classes: '
                              'synthesize\'s --method values and the DGN-AM ablations '
                              + ', '.join(sweep.ABLATIONS) + '.')
 _BASELINE_SEEDS = flags.DEFINE_string('baseline_seeds', None, 'Seeds per class of the methods '
-                                      'other than dgnam (default: --class_seeds).')
+                                      'other than the preset\'s (default: --class_seeds).')
 _METHOD_SETTINGS = flags.DEFINE_list('method_settings', [], 'JSON files {method: settings} '
                                      '(search_settings\' best_settings.json), merged.')
 _HIDDEN_LAYERS = flags.DEFINE_list('hidden_layers', ['conv3', 'conv5', 'fc6', 'fc7'],
@@ -54,11 +56,6 @@ _EXTRA = flags.DEFINE_list('extra_md', [], 'Markdown appended to the report.')
 _EVALUATE = flags.DEFINE_bool('evaluate', True, 'Evaluate and report after synthesis '
                               '(--noevaluate: synthesis only, e.g. on an accelerator machine '
                               'without the dataset; a later run resumes the finished sweeps).')
-
-
-def _seeds(text: str) -> tuple[int, ...]:
-  a, _, b = text.partition('-')
-  return tuple(range(int(a), int(b or a) + 1))
 
 
 def _machine() -> str:
@@ -103,7 +100,7 @@ def main(argv) -> int:
                                                               _CLASS_SEEDS.value)
     t = time.time()
     sweep.run_sweep(sweep.config_with_preset(
-        _PRESET.value, out=run, seeds=_seeds(seeds), **extra))
+        _PRESET.value, out=run, seeds=parse_seeds(seeds, '--class_seeds'), **extra))
     timings[f'synthesize {os.path.basename(run)}'] = round(time.time() - t, 1)
     _log(f'{run}: {timings[f"synthesize {os.path.basename(run)}"]:.0f} s')
     runs.append(run)
@@ -112,7 +109,7 @@ def main(argv) -> int:
     t = time.time()
     sweep.run_sweep(sweep.config_with_preset(
         _PRESET.value, out=run, layer=layer, units=_HIDDEN_UNITS.value,
-        seeds=_seeds(_HIDDEN_SEEDS.value), iters=_ITERS.value))
+        seeds=parse_seeds(_HIDDEN_SEEDS.value, '--hidden_seeds'), iters=_ITERS.value))
     timings[f'synthesize {os.path.basename(run)}'] = round(time.time() - t, 1)
     _log(f'{run}: {timings[f"synthesize {os.path.basename(run)}"]:.0f} s')
     runs.append(run)

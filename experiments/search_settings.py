@@ -32,6 +32,7 @@ from dgnam_jax import files
 from dgnam_jax.evaluation import judging
 from dgnam_jax.sweeps import configs
 from dgnam_jax.sweeps import run as sweep
+from dgnam_jax.sweeps.requests import parse_seeds
 from dgnam_jax.synthesis import methods as methods_lib
 from dgnam_jax.nets.loading import load_pair
 
@@ -90,13 +91,6 @@ def draw_settings(n: int, seed: int, base: dict, method: str = 'dgnam') -> list[
   return out
 
 
-def _seeds(text: str) -> tuple[int, ...]:
-  if '-' in text and ',' not in text:
-    a, b = (int(v) for v in text.split('-'))
-    return tuple(range(a, b + 1))
-  return tuple(int(v) for v in text.split(','))
-
-
 def main(argv) -> int:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
@@ -110,7 +104,7 @@ def main(argv) -> int:
            'classifier': _CLASSIFIER.value or base['classifier']}
   pipe, gen_params, _, _, clf_meta = load_pair(nets_['generator'], nets_['classifier'])
   mean = clf_meta['mean']['per_channel']
-  seeds = _seeds(_SEEDS.value)
+  seeds = parse_seeds(_SEEDS.value)
   results = []
   method = _METHOD.value
   if not methods_lib.get(method).uses_generator:

@@ -23,7 +23,7 @@ from ml_collections import config_flags
 from dgnam_jax.sweeps import configs
 from dgnam_jax.sweeps import run as sweep
 from dgnam_jax.synthesis import methods as methods_lib
-from dgnam_jax.sweeps.requests import UNITS_HELP
+from dgnam_jax.sweeps.requests import UNITS_HELP, parse_seeds
 
 _D = {f.name: f.default for f in dataclasses.fields(sweep.SweepConfig)
       if f.default is not dataclasses.MISSING}
@@ -98,17 +98,6 @@ def _config() -> sweep.SweepConfig:
         FLAGS['config']))
   return sweep.config_with_preset(base, **{n: FLAGS[n].value for n in _ALWAYS}, **given)
 
-
-def parse_seeds(items) -> tuple[int, ...]:
-  """--seeds items: integers or inclusive ranges a-b ('0-4' is 0, 1, 2, 3, 4)."""
-  out = []
-  for item in items:
-    lo, dash, hi = item.strip().partition('-')
-    try:
-      out += list(range(int(lo), int(hi) + 1)) if dash else [int(lo)]
-    except ValueError:
-      raise ValueError(f'--seeds: {item!r} is not an integer or a range a-b') from None
-  return tuple(out)
 
 
 class _ProgressLog:

@@ -14,6 +14,7 @@ from dgnam_jax.nets import checkpoint
 from dgnam_jax.nets import convert
 from dgnam_jax.caffe import parse_prototxt, read_mean_binaryproto, read_prototxt
 from dgnam_jax.caffe import write_caffemodel
+from dgnam_jax.caffe.netdef import CaffeFormatError
 from dgnam_jax.nets.from_caffe import ConvertOptions, caffe_forward, convert_caffe
 from dgnam_jax.nets import CaffeGraph
 
@@ -224,3 +225,23 @@ def test_parse_prototxt_of_checkpoint_matches(tmp_path):
   meta = checkpoint.read_metadata(ckpt)
   assert parse_prototxt(meta['prototxt']) == read_prototxt(fx('netB.prototxt'))
   assert [i['name'] for i in meta['inputs']] == ['feat', 'ref']
+
+
+def test_nonfinite_weights_warn_naming_the_blob_or_fail_with_strict(tmp_path, caplog):
+  netdef = read_prototxt(fx('netA.prototxt'))
+  pshapes, _ = convert.shapes(netdef)
+  params = jax.tree.map(lambda s: np.ones(s, np.float32), pshapes,
+                        is_leaf=lambda s: isinstance(s, tuple))
+  layer = next(iter(params))
+  blob = next(iter(params[layer]))
+  params[layer][blob] = params[layer][blob].copy()
+  params[layer][blob].flat[0] = np.nan
+  model = tmp_path / 'm.caffemodel'
+  write_caffemodel(str(model), netdef, convert.flax_to_caffe(netdef, params))
+  with caplog.at_level('WARNING'):
+    convert_caffe(fx('netA.prototxt'), str(model), str(tmp_path / 'ckpt'))
+  assert f'{layer}/{blob} (1 of' in caplog.text and 'm.caffemodel' in caplog.text
+  with pytest.raises(CaffeFormatError, match=f'non-finite weights: {layer}/{blob}'):
+    convert_caffe(fx('netA.prototxt'), str(model), str(tmp_path / 'strict'),
+                  ConvertOptions(strict=True))
+  assert not (tmp_path / 'strict').exists()

@@ -451,3 +451,57 @@ def test_every_method_is_chunk_invariant_and_resumes_exactly(ckpts, jax_cache, t
   got = _files(tmp_path / 'cut')
   assert sorted(got) == sorted(want)
   assert [k for k in want if got[k] != want[k]] == []
+
+
+def test_resume_with_another_batch_is_refused(ckpts, tmp_path):
+  """XLA:CPU rounds a row differently in calls of another shape (BUILD_NOTES), so the batch is
+  part of a sweep's settings: a rerun into the same --out with another batch is refused."""
+  out = tmp_path / 'out'
+  kw = dict(units='0-2', seeds=(0,), iters=2, gif_units='')
+  first = sweep.run_sweep(_config(ckpts, out, batch_per_device=3, **kw))
+  assert first['settings']['batch_per_device'] == 3
+  before = _files(out)
+  with pytest.raises(ValueError, match='batch_per_device'):
+    sweep.run_sweep(_config(ckpts, out, batch_per_device=8, **kw))
+  assert _files(out) == before
+  sweep.run_sweep(_config(ckpts, out, batch_per_device=3, **kw))  # the same batch resumes
+
+
+@pytest.mark.parametrize('spec, want', [('0-4', (0, 1, 2, 3, 4)), ('3,0-1', (3, 0, 1)),
+                                        (['2', '5-6'], (2, 5, 6)), ('7', (7,))])
+def test_seed_lists_take_ranges(spec, want):
+  assert units.parse_seeds(spec) == want
+
+
+@pytest.mark.parametrize('spec', ['', 'a', '3-1', '1,1', '-2', '0-2,2'])
+def test_bad_seed_lists_name_the_flag(spec):
+  with pytest.raises(ValueError, match='--class_seeds'):
+    units.parse_seeds(spec, '--class_seeds')
+
+
+def test_errors_name_the_flag_or_file(ckpts, tmp_path):
+  plan = lambda **kw: sweep.plan_sweep(_config(ckpts, tmp_path / 'out', **kw))
+  with pytest.raises(ValueError, match='^--iters must be >= 1, not 0'):
+    plan(iters=0)
+  with pytest.raises(ValueError, match='^--lr must be finite, not nan'):
+    plan(lr=float('nan'))
+  pickled = tmp_path / 'codes.npy'
+  np.save(pickled, np.array([{'a': 1}], dtype=object), allow_pickle=True)
+  with pytest.raises(ValueError, match=f'--init_codes {pickled}: not a numeric .npy'):
+    plan(init_codes=str(pickled))
+  bad_txt = tmp_path / 'fc6.txt'
+  bad_txt.write_text('1 2 three')
+  with pytest.raises(ValueError, match=f'bounds file {bad_txt}: not space-separated numbers'):
+    plan(bounds=str(bad_txt))
+  with pytest.raises(ValueError, match='checkpoints/caffenet: no such directory; the paper'):
+    plan(classifier='checkpoints/caffenet')
+  assert not (tmp_path / 'out').exists()
+
+
+def test_a_non_utf8_prototxt_is_named(tmp_path):
+  from dgnam_jax.caffe.netdef import CaffeFormatError  # pylint: disable=import-outside-toplevel
+  from dgnam_jax.nets.from_caffe import convert_caffe  # pylint: disable=import-outside-toplevel
+  proto = tmp_path / 'net.prototxt'
+  proto.write_bytes(b'name: "x"\n\x87\xff')
+  with pytest.raises(CaffeFormatError, match=f'{proto}: not a UTF-8 text prototxt'):
+    convert_caffe(str(proto), str(tmp_path / 'm.caffemodel'), str(tmp_path / 'out'))

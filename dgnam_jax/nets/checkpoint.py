@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-from dgnam_jax import nets
+from dgnam_jax import images, nets
 from dgnam_jax.caffe import parse_prototxt
 from dgnam_jax.caffe.netdef import NetDef
 
@@ -46,6 +46,15 @@ def netdef_of(metadata: Mapping[str, Any]) -> NetDef:
   return parse_prototxt(metadata['prototxt'], f'<{metadata["net"]} prototxt in checkpoint>')
 
 
+def _umask_tree(root: str) -> None:
+  """Gives every file and folder under ``root`` the user's umask mode (Orbax writes some 0600)."""
+  for d, dirs, names in os.walk(root):
+    for name in dirs:
+      os.chmod(os.path.join(d, name), images.default_mode(directory=True))
+    for name in names:
+      os.chmod(os.path.join(d, name), images.default_mode())
+
+
 def save(path: str, params: Mapping[str, Any], metadata: Mapping[str, Any],
          arrays: Mapping[str, np.ndarray] | None = None) -> str:
   """Writes a checkpoint atomically: to a temporary sibling directory, renamed at the end.
@@ -66,6 +75,7 @@ def save(path: str, params: Mapping[str, Any], metadata: Mapping[str, Any],
   os.makedirs(parent, exist_ok=True)
   tmp = tempfile.mkdtemp(prefix='.' + os.path.basename(path) + '.tmp-', dir=parent)
   try:
+    os.chmod(tmp, images.default_mode(directory=True))  # mkdtemp's 0700: not the user's umask
     tree = jax.tree.map(lambda a: np.asarray(a, np.float32), dict(params))
     with ocp.StandardCheckpointer() as ckptr:
       ckptr.save(os.path.join(tmp, PARAMS_DIR), {'params': tree})
@@ -75,6 +85,7 @@ def save(path: str, params: Mapping[str, Any], metadata: Mapping[str, Any],
     meta = {'format': FORMAT, 'format_version': FORMAT_VERSION, **metadata}
     with open(os.path.join(tmp, METADATA_FILE), 'w') as f:
       json.dump(meta, f, indent=1)
+    _umask_tree(tmp)
     os.rename(tmp, path)
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)
@@ -85,10 +96,19 @@ def save(path: str, params: Mapping[str, Any], metadata: Mapping[str, Any],
 def read_metadata(path: str) -> dict[str, Any]:
   """Reads and checks ``dgnam.json`` of a checkpoint directory."""
   meta_path = os.path.join(path, METADATA_FILE)
+  if not os.path.isdir(path):
+    hint = ''
+    if os.path.basename(os.path.normpath(path)) in nets.NETS or 'deepsim' in path:
+      hint = ('; the paper\'s nets are converted from the authors\' Caffe files first (README: '
+              '"Using the original weights")')
+    raise CheckpointError(f'checkpoint {path}: no such directory{hint}')
   if not os.path.isfile(meta_path):
     raise CheckpointError(f'{path} is not a dgnam_jax checkpoint (no {METADATA_FILE})')
-  with open(meta_path) as f:
-    meta = json.load(f)
+  try:
+    with open(meta_path, encoding='utf-8') as f:
+      meta = json.load(f)
+  except (ValueError, UnicodeDecodeError) as e:
+    raise CheckpointError(f'{meta_path}: not readable JSON ({e})') from None
   if meta.get('format') != FORMAT or meta.get('format_version', 0) > FORMAT_VERSION:
     raise CheckpointError(f'{meta_path}: unsupported format {meta.get("format")!r} '
                           f'version {meta.get("format_version")!r}')

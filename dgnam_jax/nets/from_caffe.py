@@ -6,6 +6,7 @@ The library side of ``converters.caffe_to_orbax`` and ``converters.caffe_forward
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 
 import jax
@@ -30,6 +31,7 @@ class ConvertOptions:
   bounds_k: float = 3.0  # the multiple of std the bounds file encodes (act_range/3x: 3)
   channel_order: str = 'BGR'
   pixel_scale: float = 255.0
+  strict: bool = False  # NaN/Inf weights are an error instead of a warning
 
 
 sha256 = files.sha256_file
@@ -46,15 +48,36 @@ def convert_caffe(prototxt: str, caffemodel: str, out: str,
   """
   if os.path.exists(out):
     raise checkpoint.CheckpointError(f'{out} already exists; choose a new output directory')
-  with open(prototxt) as f:
-    text = f.read()
+  try:
+    with open(prototxt, encoding='utf-8') as f:
+      text = f.read()
+  except UnicodeDecodeError as e:
+    raise CaffeFormatError(f'{prototxt}: not a UTF-8 text prototxt (byte {e.start}: '
+                           f'{e.reason})') from None
   netdef = parse_prototxt(text, prototxt)
   params = convert.caffe_to_flax(netdef, read_caffemodel(caffemodel), source=caffemodel)
+  check_finite(params, caffemodel, options.strict)
   _, blob_shapes = convert.shapes(netdef, batch=1)
   if options.net != 'auto':
     check_named_net(options.net, params, blob_shapes, prototxt)
   meta, arrays = _metadata(netdef, blob_shapes, text, prototxt, caffemodel, options)
   return checkpoint.save(out, params, meta, arrays)
+
+
+def check_finite(params, source: str, strict: bool = False) -> list[str]:
+  """Names ('layer/blob') of weights holding NaN or Inf: a warning, or with ``strict`` a
+  :class:`CaffeFormatError` naming the file, layer and blob."""
+  bad = []
+  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+    arr = np.asarray(leaf)
+    if not np.isfinite(arr).all():
+      name = '/'.join(str(getattr(k, 'key', k)) for k in path)
+      bad.append(f'{name} ({int((~np.isfinite(arr)).sum())} of {arr.size} values NaN/Inf)')
+  if bad and strict:
+    raise CaffeFormatError(f'{source}: non-finite weights: {"; ".join(bad)}')
+  for item in bad:
+    logging.getLogger(__name__).warning('%s: non-finite weights in %s', source, item)
+  return bad
 
 
 def _module_shapes(name: str):

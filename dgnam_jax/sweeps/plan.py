@@ -61,8 +61,9 @@ class SweepConfig:
     init_codes: .npy of initial codes, one row per request in request order (Caffe order).
     encoder: encoder checkpoint for ``init='image'`` (default: the classifier).
     chunk: requests per resumable chunk (0: a multiple of the batch near 64).
-    batch_per_device: rows per device per compiled call. Not a setting a resume checks: it
-      may change results in the last bits only (a request's slot in its batch).
+    batch_per_device: rows per device per compiled call. A setting a resume checks: XLA:CPU
+      rounds a row differently in calls of another shape, and chaotic steps make that the whole
+      image (BUILD_NOTES, reproducibility contract).
     dtype: 'float32' or 'bfloat16' compute.
     gif_units: ``--units`` subset whose trajectories are saved as GIFs ('' for none).
     gif_every: iterations between GIF frames.
@@ -183,7 +184,10 @@ def _initial_codes(config, requests, pipe, clf_params, clf_meta, gen_meta, caffe
   """(N, *internal) initial codes, their settings entry, and an extra checkpoint (encoder)."""
   n = len(requests)
   if config.init_codes:
-    arr = np.load(config.init_codes, allow_pickle=False)
+    try:
+      arr = np.load(config.init_codes, allow_pickle=False)
+    except (ValueError, OSError) as e:  # a pickled or corrupt file: never unpickled
+      raise ValueError(f'--init_codes {config.init_codes}: not a numeric .npy ({e})') from None
     if arr.shape != (n, *caffe_shape):
       raise ValueError(f'--init_codes {config.init_codes} has shape {arr.shape}; expected '
                        f'{(n, *caffe_shape)} (one row per request, Caffe order)')
@@ -215,10 +219,14 @@ def _check_config(c: SweepConfig) -> None:
     raise ValueError('--init_codes replaces --init; do not pass both')
   if (c.init == 'image') != bool(c.init_file):
     raise ValueError('--init=image needs --init_file=IMAGE (and --init_file needs --init=image)')
-  if c.iters < 1 or c.chunk < 0 or c.batch_per_device < 1 or c.gif_every < 1:
-    raise ValueError('--iters, --batch_per_device and --gif_every must be >= 1, --chunk >= 0')
-  if not all(np.isfinite(v) for v in (c.lr, c.lr_end, c.l2, c.gamma, c.bounds_k)):
-    raise ValueError('--lr, --lr_end, --l2, --gamma and --bounds_k must be finite')
+  for name in ('iters', 'batch_per_device', 'gif_every'):
+    if getattr(c, name) < 1:
+      raise ValueError(f'--{name} must be >= 1, not {getattr(c, name)}')
+  if c.chunk < 0:
+    raise ValueError(f'--chunk must be >= 0 (0: automatic), not {c.chunk}')
+  for name in ('lr', 'lr_end', 'l2', 'gamma', 'bounds_k'):
+    if not np.isfinite(getattr(c, name)):
+      raise ValueError(f'--{name} must be finite, not {getattr(c, name)}')
   if os.path.exists(c.out) and not os.path.isdir(c.out):
     raise ValueError(f'--out {c.out} exists and is not a directory')
   if c.method not in methods_lib.names():
@@ -342,7 +350,8 @@ def plan_sweep(config: SweepConfig, argv: Sequence[str] = ()) -> Plan:
       'layer': config.layer, 'objective': config.objective, 'minimize': config.minimize,
       'post_relu': config.post_relu, 'gamma': config.gamma, 'iters': config.iters,
       'lr': config.lr, 'lr_end': config.lr_end, 'l2': config.l2, 'dtype': config.dtype,
-      'chunk': chunk, 'code_shape': list(caffe_shape), 'bounds': bounds_desc, 'init': init_desc,
+      'chunk': chunk, 'batch_per_device': config.batch_per_device,
+      'code_shape': list(caffe_shape), 'bounds': bounds_desc, 'init': init_desc,
       'gif_units': [u.spec() for u in gif_units],
       'gif_every': config.gif_every if gif_units else None,
       # Content hashes, not paths: a moved checkpoint still resumes, a changed one does not.

@@ -129,6 +129,31 @@ def parse_units(spec: str) -> list[Request]:
   return out
 
 
+def parse_seeds(spec: str | Sequence[str], flag: str = '--seeds') -> tuple[int, ...]:
+  """Seeds from '0-4,7' (or a list of such items): integers and inclusive ranges a-b, in order.
+
+  The one seed syntax of every runner (``--seeds``, ``--class_seeds``, ``--hidden_seeds``, ...).
+
+  Raises:
+    ValueError: naming ``flag`` for a malformed item, an empty range or list, or a repeat.
+  """
+  items = spec.split(',') if isinstance(spec, str) else [i for s in spec for i in s.split(',')]
+  out: list[int] = []
+  for item in (i.strip() for i in items):
+    m = re.match(r'^(\d+)(?:-(\d+))?$', item)
+    if not m:
+      raise ValueError(f'{flag}: cannot read {item!r}; expected integers or ranges a-b, e.g. 0-4,7')
+    lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+    if hi < lo:
+      raise ValueError(f'{flag}: empty range {item!r}')
+    out += range(lo, hi + 1)
+  if not out:
+    raise ValueError(f'{flag}: no seeds given')
+  if len(set(out)) != len(out):
+    raise ValueError(f'{flag}: a seed is repeated in {spec!r}')
+  return tuple(out)
+
+
 def check_unique(requests: Sequence[Request]) -> None:
   """Raises ValueError naming the first request that appears twice."""
   seen = set()

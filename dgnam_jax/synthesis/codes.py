@@ -82,9 +82,15 @@ def read_bounds_file(path: str, caffe_code_shape: Sequence[int]) -> np.ndarray:
   if not os.path.isfile(path):
     raise ValueError(f'bounds file {path} does not exist')
   if path.endswith('.npy'):
-    values = np.load(path, allow_pickle=False).astype(np.float32)
+    try:
+      values = np.load(path, allow_pickle=False).astype(np.float32)
+    except (ValueError, OSError) as e:  # a pickled or corrupt file: never unpickled
+      raise ValueError(f'bounds file {path}: not a numeric .npy ({e})') from None
   else:
-    values = np.loadtxt(path, dtype=np.float32, ndmin=1)
+    try:
+      values = np.loadtxt(path, dtype=np.float32, ndmin=1)
+    except ValueError as e:
+      raise ValueError(f'bounds file {path}: not space-separated numbers ({e})') from None
   size = int(np.prod(caffe_code_shape))
   if values.size != size:
     raise ValueError(f'bounds file {path} holds {values.size} values; the code has {size} '
