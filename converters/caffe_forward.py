@@ -18,8 +18,7 @@ from absl import app
 from absl import flags
 import numpy as np
 
-from converters import _cli
-from dgnam_jax import images
+from dgnam_jax import cli, images
 from dgnam_jax.nets.from_caffe import caffe_forward
 
 _CHECKPOINT = flags.DEFINE_string('checkpoint', None, 'Checkpoint directory (caffe_to_orbax).')
@@ -45,7 +44,7 @@ def _save_npz_atomically(path: str, arrays: dict) -> None:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  return _cli.run('caffe_forward', _forward)
+  return cli.run('caffe_forward', _forward, resumable=False)
 
 
 def _forward() -> str:

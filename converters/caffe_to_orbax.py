@@ -22,7 +22,7 @@ import sys
 from absl import app
 from absl import flags
 
-from converters import _cli
+from dgnam_jax import cli
 from dgnam_jax import nets
 from dgnam_jax.nets.from_caffe import ConvertOptions, convert_caffe
 
@@ -53,8 +53,9 @@ def main(argv):
   options = ConvertOptions(net=_NET.value, mean=_MEAN.value, class_names=_CLASS_NAMES.value,
                            bounds=_BOUNDS.value, channel_order=_CHANNEL_ORDER.value,
                            pixel_scale=_PIXEL_SCALE.value, strict=_STRICT.value)
-  return _cli.run('caffe_to_orbax', lambda: 'wrote ' + convert_caffe(
-      _PROTOTXT.value, _CAFFEMODEL.value, _OUT.value, options))
+  return cli.run('caffe_to_orbax', lambda: 'wrote ' + convert_caffe(
+      _PROTOTXT.value, _CAFFEMODEL.value, _OUT.value, options,
+      log=lambda message: cli.say('caffe_to_orbax', message)), resumable=False)
 
 
 if __name__ == '__main__':

@@ -26,6 +26,7 @@ from absl import app
 from absl import flags
 
 from dgnam_jax.evaluation import runs as eval_runs
+from dgnam_jax import cli
 from dgnam_jax.sweeps import configs
 
 _RUNS = flags.DEFINE_list('runs', None, 'synthesize output directories.')
@@ -50,15 +51,13 @@ _BUDGET = flags.DEFINE_integer('subset_budget', 1000, 'N of the expected-max-of-
 def main(argv) -> int:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  preset = configs.load(_PRESET.value) if _PRESET.value else {}
-  try:
+
+  def evaluate() -> str:
+    preset = configs.load(_PRESET.value) if _PRESET.value else {}
     record = _evaluate(preset)
-  except (ValueError, OSError) as e:  # bad paths, checkpoints, data; anything else is a bug
-    print(f'evaluate: error: {e}', file=sys.stderr)
-    return 1
-  print(f'wrote {os.path.join(os.path.abspath(_OUT.value), "metrics.json")} in '
-        f'{record["wall_s"]:.0f} s')
-  return 0
+    return (f'wrote {os.path.join(_OUT.value, "metrics.json")} in {record["wall_s"]:.0f} s')
+
+  return cli.run('evaluate', evaluate, resumable=False)
 
 
 def _evaluate(preset: dict) -> dict:
@@ -68,7 +67,8 @@ def _evaluate(preset: dict) -> dict:
       data_path=_DATA.value, out=_OUT.value, cache_dir=_CACHE_DIR.value,
       output_layer=_OUTPUT_LAYER.value, subset_budget=_BUDGET.value,
       memo_layers=_MEMO_LAYERS.value, extra_judge_paths=_EXTRA_JUDGES.value,
-      command='python -m experiments.evaluate ' + ' '.join(sys.argv[1:]))
+      command='python -m experiments.evaluate ' + ' '.join(sys.argv[1:]),
+      log=lambda message: cli.say('evaluate', message))
 
 
 if __name__ == '__main__':

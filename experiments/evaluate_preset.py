@@ -25,6 +25,7 @@ from absl import app
 from absl import flags
 
 from dgnam_jax.evaluation import runs as eval_runs
+from dgnam_jax import cli
 from dgnam_jax.sweeps import configs
 from dgnam_jax.sweeps import run as sweep
 from dgnam_jax.sweeps.requests import parse_seeds
@@ -67,12 +68,16 @@ def _machine() -> str:
 
 
 def _log(msg: str) -> None:
-  print(f'evaluate_preset: {msg}', flush=True)
+  cli.say('evaluate_preset', msg)
 
 
 def main(argv) -> int:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  return cli.run('evaluate_preset', _run)
+
+
+def _run() -> None:
   out = os.path.abspath(_OUT.value)
   preset = configs.load(_PRESET.value)
   name = os.path.splitext(os.path.basename(_PRESET.value))[0]  # a preset name or its file
@@ -114,7 +119,7 @@ def main(argv) -> int:
     _log(f'{run}: {timings[f"synthesize {os.path.basename(run)}"]:.0f} s')
     runs.append(run)
   if not _EVALUATE.value:
-    return 0
+    return None
   t = time.time()
   metrics_dir = os.path.join(out, 'metrics')
   record = eval_runs.evaluate_runs(
@@ -133,7 +138,7 @@ def main(argv) -> int:
                     f'--metrics={os.path.join(metrics_dir, "metrics.json")}',
                     f'--out={_REPORT.value}', f'--title={_TITLE.value or name}',
                     f'--extra_md={",".join([timing_md, *_EXTRA.value])}'], check=True)
-  return 0
+  return None
 
 
 if __name__ == '__main__':

@@ -30,6 +30,7 @@ import numpy as np
 
 from dgnam_jax import files
 from dgnam_jax.evaluation import judging
+from dgnam_jax import cli
 from dgnam_jax.sweeps import configs
 from dgnam_jax.sweeps import run as sweep
 from dgnam_jax.sweeps.requests import parse_seeds
@@ -94,6 +95,10 @@ def draw_settings(n: int, seed: int, base: dict, method: str = 'dgnam') -> list[
 def main(argv) -> int:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  return cli.run('search_settings', _run)
+
+
+def _run() -> None:
   out = os.path.abspath(_OUT.value)
   os.makedirs(out, exist_ok=True)
   base = configs.load(_PRESET.value)
@@ -115,9 +120,9 @@ def main(argv) -> int:
                                       **nets_, **trial)
     result, labels = _run_and_score(config, judge, pipe, gen_params, mean, out)
     results.append({'trial': i, **trial, **result})
-    print(f'trial {i}: {trial}: judge top-1 {result["top1_original"]:.2f} (original) / '
-          f'{result["top1_photo"]:.2f} (photo), diversity '
-          f'{result["diversity_original"]["mean"]:.2f}, {result["wall_s"]:.0f} s', flush=True)
+    cli.say('search_settings', f'trial {i}: {trial}: judge top-1 '
+            f'{result["top1_original"]:.2f} (original) / {result["top1_photo"]:.2f} (photo), '
+            f'diversity {result["diversity_original"]["mean"]:.2f}, {result["wall_s"]:.0f} s')
   ranked = rank_trials(results)
   record = {'preset': _PRESET.value, 'judge': files.relative_path(_JUDGE.value),
             'seeds': list(seeds), 'units': _UNITS.value, 'classes': len(set(labels)),
@@ -143,7 +148,7 @@ def main(argv) -> int:
     print(f"pixel ascent lr {r['lr']:g}, {r['iters']} iters: judge top-1 "
           f"{r['top1_original']:.2f} / {r['top1_photo']:.2f}, diversity "
           f"{r['diversity_original']['mean']:.2f} / {r['diversity_photo']['mean']:.2f}")
-  return 0
+  return None
 
 
 def rank_trials(results: list[dict], min_diversity: float = 0.8) -> list[dict]:

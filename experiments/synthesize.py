@@ -6,20 +6,20 @@ r"""DGN-AM sweep: synthesise preferred images for many units (resumable).
 Writes ``<name>.png`` per (unit, seed), ``codes/chunk_*.npy``, ``manifest.json``/``.csv``,
 ``index.html`` and ``grid.png`` under --out (layout: ``dgnam_jax/sweeps/run.py``). Killed and rerun
 with the same flags, it resumes where it stopped; other flags with the same --out are an error.
-Presets carry the original scripts' settings (reference/original.md §4); explicit flags win.
+Presets (configs/*.py) carry the authors' act_max.py settings; explicit flags win.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import sys
-import time
+from collections.abc import Callable
 
 from absl import app
 from absl import flags
-from absl import logging
 from ml_collections import config_flags
 
+from dgnam_jax import cli
 from dgnam_jax.sweeps import configs
 from dgnam_jax.sweeps import run as sweep
 from dgnam_jax.synthesis import methods as methods_lib
@@ -100,38 +100,26 @@ def _config() -> sweep.SweepConfig:
 
 
 
-class _ProgressLog:
-  """Logs requests done and neurons/s (this run's work only, not resumed chunks)."""
+def _progress() -> Callable[[sweep.Progress], None]:
+  """Saved requests, rate and time left (this run's work only, not resumed chunks)."""
+  line = cli.Progress('synthesize', 'requests')
 
-  def __init__(self):
-    self.start = time.monotonic()
-    self.last = 0.0
+  def log(p: sweep.Progress) -> None:
+    line(p.saved, p.total, p.skipped, prefix=f'chunk {p.chunk + 1}/{p.chunks}: ')
 
-  def __call__(self, p: sweep.Progress) -> None:
-    now = time.monotonic()
-    if now - self.last < 2.0 and p.done < p.total:
-      return
-    self.last = now
-    rate = (p.done - p.skipped) / max(now - self.start, 1e-9)
-    left = (p.total - p.done) / rate if rate > 0 else float('nan')
-    print(f'synthesize: chunk {p.chunk + 1}/{p.chunks}: {p.done}/{p.total} requests '
-          f'({p.skipped} resumed), {rate:.2f} neurons/s, ~{left:.0f} s left', file=sys.stderr,
-          flush=True)
+  return log
 
 
 def main(argv) -> int:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  if not FLAGS['verbosity'].present:
-    logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint read at INFO
-  try:
-    manifest = sweep.run_sweep(_config(), _ProgressLog(), argv=sys.argv)
-  except (ValueError, OSError, KeyError) as e:  # user errors; anything else is a bug
-    print(f'synthesize: error: {e}', file=sys.stderr)
-    return 1
-  rows = manifest['rows']
-  print(f'{len(rows)} images in {FLAGS.out}: index.html (gallery), grid.png, manifest.json')
-  return 0
+
+  def sweep_and_report() -> str:
+    manifest = sweep.run_sweep(_config(), _progress(), argv=sys.argv)
+    return (f'{len(manifest["rows"])} images in {FLAGS.out}: index.html (gallery), grid.png, '
+            'manifest.json')
+
+  return cli.run('synthesize', sweep_and_report)
 
 
 if __name__ == '__main__':

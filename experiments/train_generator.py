@@ -6,7 +6,7 @@ r"""Trains a DeePSim-style generator that inverts a project classifier's fc6 cod
 
 The classifier (``--classifier``, a project checkpoint) is the encoder (its post-ReLU fc6 is the
 code), the comparator (its conv3 and pool5 blobs) and defines the pixel space (its mean). The
-losses, their weights and the D/G balancing are DeePSim's (``reference/original.md`` §7), with the
+losses, their weights and the D/G balancing are DeePSim's (Dosovitskiy & Brox 2016), with the
 terms normalised; see :mod:`dgnam_jax.training.generator`.
 
 The run is **resumable** like ``train_classifier``: rerun the same command after a kill. Each

@@ -203,7 +203,11 @@ def test_cli_end_to_end(tmp_path):
                 f'--out={ckpt}'],
                ['converters.caffe_forward', f'--checkpoint={ckpt}', f'--inputs={golden}',
                 f'--out={out}']):
-    subprocess.run([sys.executable, '-m', *args], cwd=ROOT, check=True, capture_output=True)
+    proc = subprocess.run([sys.executable, '-m', *args], cwd=ROOT, check=True,
+                          capture_output=True, text=True)
+    # Quiet by default: the runner's own lines only (no absl/Orbax/JAX INFO).
+    lines = (proc.stdout + proc.stderr).strip().splitlines()
+    assert 1 <= len(lines) <= 5 and proc.stdout.startswith('wrote '), lines
   with np.load(golden) as want, np.load(out) as got:
     assert sorted(got.files) == sorted(k for k in want.files if k.startswith('blob_'))
     np.testing.assert_allclose(got['blob_prob'], want['blob_prob'], atol=1e-6)

@@ -358,7 +358,7 @@ def cli_runs(base_run, ckpts, cli_env, tmp_path_factory):
 def test_cli_smoke(cli_runs, ckpts):
   out, proc = cli_runs['killed'], cli_runs['resumed']
   assert proc.returncode == 0, proc.stderr
-  assert 'index.html' in proc.stdout and 'neurons/s' in proc.stderr
+  assert 'index.html' in proc.stdout and 'requests/s' in proc.stderr
   manifest = outputs.read_manifest(str(out))
   rows = manifest['rows']
   assert len(rows) == 24 and manifest['progress']['complete']
@@ -505,3 +505,19 @@ def test_a_non_utf8_prototxt_is_named(tmp_path):
   proto.write_bytes(b'name: "x"\n\x87\xff')
   with pytest.raises(CaffeFormatError, match=f'{proto}: not a UTF-8 text prototxt'):
     convert_caffe(str(proto), str(tmp_path / 'm.caffemodel'), str(tmp_path / 'out'))
+
+
+def test_ctrl_c_stops_cleanly_with_the_resume_hint(ckpts, cli_env, tmp_path):
+  out = tmp_path / 'out'
+  proc = subprocess.Popen(_cli(ckpts, out, '--units=0-7', '--seeds=0-9', '--chunk=2',
+                               '--iters=50'), env=cli_env, cwd=ROOT, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+  deadline = time.monotonic() + 240
+  while not (outputs.read_manifest(str(out)) or {}).get('rows'):  # the first chunk is saved
+    assert proc.poll() is None and time.monotonic() < deadline, 'no chunk was written'
+    time.sleep(0.01)
+  proc.send_signal(signal.SIGINT)
+  _, err = proc.communicate(timeout=120)
+  assert proc.returncode == 130, err
+  assert err.strip().splitlines()[-1] == 'synthesize: stopped; rerun the same command to resume'
+  assert 'Traceback' not in err

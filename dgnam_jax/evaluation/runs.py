@@ -26,13 +26,18 @@ def evaluate_runs(runs: Sequence[str], *, generator: str, classifier: str, judge
                   data_path: str, out: str, cache_dir: str | None = None,
                   output_layer: str = 'fc8', subset_budget: int = 1000,
                   memo_layers: Sequence[str] = ('pool5', 'fc6', 'fc7'), command: str = '',
-                  extra_judge_paths: Sequence[str] = (), log=print) -> dict:
+                  extra_judge_paths: Sequence[str] = (), log=None) -> dict:
   """Evaluates ``runs`` and writes ``<out>/metrics.json``; returns the record written.
+
+  ``log`` receives one line per stage and per run (the runner's progress; the library never
+  prints).
 
   ``extra_judge_paths``: further judge checkpoints, named by their folder names, that score the
   class images too (recognizability only; the realism metrics use ``judge_path``).
   """
   t0 = time.time()
+  log = log or (lambda message: None)
+  log(f'loading the nets and {1 + len(extra_judge_paths)} judge(s)')
   pipe, gen_params, clf_params, _, clf_meta = load_pair(generator, classifier)
   mean = clf_meta['mean']['per_channel']
   judge = judging.Judge(judge_path)
@@ -41,6 +46,7 @@ def evaluate_runs(runs: Sequence[str], *, generator: str, classifier: str, judge
   if len(extra_paths) != len(extra_judge_paths):
     raise ValueError(f'further judges need distinct folder names: {list(extra_judge_paths)}')
   extra = {n: judging.Judge(p) for n, p in extra_paths.items()}
+  log(f'reading {data_path}' + (f' (decoded-image cache {cache_dir})' if cache_dir else ''))
   train, test = data.load_dataset(data_path, cache_dir)
   everything = data.ImageSet(np.concatenate([train.images, test.images]),
                              np.concatenate([train.labels, test.labels]), train.class_names, [])
@@ -51,6 +57,7 @@ def evaluate_runs(runs: Sequence[str], *, generator: str, classifier: str, judge
             'data': files.relative_path(data_path), 'runs': {},
             **({'extra_judges': extra_paths} if extra_paths else {})}
   cache: dict = {}  # dataset activations, training codes, real distances: shared by the runs
+  log(f'one pass over {len(everything)} dataset images for the {len(runs)} runs ...')
   t = time.time()
   _prefill(cache, runs, pipe, clf_params, mean, everything, train, output_layer, memo_layers)
   record['dataset_pass_s'] = round(time.time() - t, 1)

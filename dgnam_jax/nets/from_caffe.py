@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -38,8 +39,11 @@ sha256 = files.sha256_file
 
 
 def convert_caffe(prototxt: str, caffemodel: str, out: str,
-                  options: ConvertOptions = ConvertOptions()) -> str:
+                  options: ConvertOptions = ConvertOptions(),
+                  log: Callable[[str], None] | None = None) -> str:
   """Converts a prototxt + caffemodel into a checkpoint directory ``out``; returns its path.
+
+  ``log`` receives one line per stage (the runner's progress; the library never prints).
 
   Raises:
     CaffeFormatError: a file cannot be read or does not fit the net; the message names the file
@@ -55,8 +59,13 @@ def convert_caffe(prototxt: str, caffemodel: str, out: str,
     raise CaffeFormatError(f'{prototxt}: not a UTF-8 text prototxt (byte {e.start}: '
                            f'{e.reason})') from None
   netdef = parse_prototxt(text, prototxt)
+  log = log or (lambda message: None)
+  log(f'{prototxt}: {len(netdef.layers)} layers; reading {caffemodel} '
+      f'({os.path.getsize(caffemodel) / 2**20:.1f} MiB)')
   params = convert.caffe_to_flax(netdef, read_caffemodel(caffemodel), source=caffemodel)
   check_finite(params, caffemodel, options.strict)
+  log(f'converted {sum(np.asarray(a).size for a in jax.tree.leaves(params)):,} parameters; '
+      f'writing {out}')
   _, blob_shapes = convert.shapes(netdef, batch=1)
   if options.net != 'auto':
     check_named_net(options.net, params, blob_shapes, prototxt)

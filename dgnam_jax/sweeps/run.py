@@ -74,10 +74,13 @@ def config_with_preset(preset: str | Mapping[str, Any] | None, **explicit) -> Sw
 
 @dataclasses.dataclass(frozen=True)
 class Progress:
-  """Reported to ``run_sweep``'s callback after each batch (once if everything was resumed).
+  """Reported to ``run_sweep``'s callback after each batch and each saved chunk (once if
+  everything was resumed).
 
   Attributes:
-    done: requests finished (those of skipped chunks included).
+    done: requests computed (those of skipped chunks included; the running chunk's may not be
+      saved yet).
+    saved: requests whose files are written (what a rerun would not redo).
     total: requests in the sweep.
     skipped: requests found finished in ``out`` when this run started.
     chunk, chunks: the chunk now running (0-based) and the number of chunks.
@@ -87,6 +90,7 @@ class Progress:
   skipped: int
   chunk: int
   chunks: int
+  saved: int = 0
 
 
 def _chunk_paths(k: int) -> tuple[str, str]:
@@ -222,20 +226,22 @@ def run_sweep(config: SweepConfig, progress: Callable[[Progress], None] | None =
 
     def notify(m: int, k: int = k, base: int = done) -> None:
       if progress:
-        progress(Progress(base + m, n, skipped, k, chunks))
+        progress(Progress(base + m, n, skipped, k, chunks, saved=base))
 
     res = _optimize_chunk(plan, idx, notify)
     finished[k] = _write_chunk(plan, k, idx, res)
     done += len(idx)
     rows = [row for j in sorted(finished) for row in finished[j]]
     outputs.write_manifest(plan.out, rows, _meta(plan, previous, len(finished), chunks))
+    if progress:
+      progress(Progress(done, n, skipped, k, chunks, saved=done))
   rows = [row for j in sorted(finished) for row in finished[j]]
   meta = _meta(plan, previous, chunks, chunks)
   if skipped == n:  # nothing ran: the manifest still records this run's provenance
     outputs.write_manifest(plan.out, rows, meta)
   _write_summary(plan, rows)
   if progress and skipped == n:
-    progress(Progress(n, n, skipped, chunks - 1, chunks))
+    progress(Progress(n, n, skipped, chunks - 1, chunks, saved=n))
   return {'rows': rows, **meta}
 
 

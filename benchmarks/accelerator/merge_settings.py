@@ -1,11 +1,14 @@
 """Merges search_settings' best_settings.json files into one {method: settings} file.
 
-usage: python experiments/accelerator/merge_settings.py OUT IN...
+usage: python benchmarks/accelerator/merge_settings.py OUT IN...
 """
 import json
 import os
 import sys
 
+if len(sys.argv) < 3 or sys.argv[1].startswith('-'):  # --help, or too few arguments
+  print(__doc__)
+  sys.exit(0 if sys.argv[1:2] in (['-h'], ['--help']) else 2)
 out, *ins = sys.argv[1:]
 merged = json.load(open(out)) if os.path.exists(out) else {}
 for path in ins:

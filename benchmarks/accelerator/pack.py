@@ -1,6 +1,6 @@
 """Packs finished run folders into <= 15 MiB pieces under OUT, within a byte budget.
 
-usage: python experiments/accelerator/pack.py ROOT OUT BUDGET_MIB NAME
+usage: python benchmarks/accelerator/pack.py ROOT OUT BUDGET_MIB NAME
 (ROOT/order.txt: run folders, priority order; ROOT/sent.txt: those already sent). Search folders
 go without their trial_* images.
 """
@@ -9,6 +9,9 @@ import subprocess
 import sys
 import tarfile
 
+if len(sys.argv) < 5 or sys.argv[1].startswith('-'):  # --help, or too few arguments
+  print(__doc__)
+  sys.exit(0 if sys.argv[1:2] in (['-h'], ['--help']) else 2)
 root, out, budget, name = sys.argv[1], sys.argv[2], float(sys.argv[3]) * 2**20, sys.argv[4]
 order = [l.strip() for l in open(os.path.join(root, 'order.txt')) if l.strip()]
 sent_path = os.path.join(root, 'sent.txt')

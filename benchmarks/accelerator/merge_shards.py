@@ -1,10 +1,13 @@
 """Joins JPEG-pack shards (make_shards.py) into one .npz.
 
-usage: python experiments/accelerator/merge_shards.py OUT IN...
+usage: python benchmarks/accelerator/merge_shards.py OUT IN...
 """
 import sys
 import numpy as np
 
+if len(sys.argv) < 3 or sys.argv[1].startswith('-'):  # --help, or too few arguments
+  print(__doc__)
+  sys.exit(0 if sys.argv[1:2] in (['-h'], ['--help']) else 2)
 out, *ins = sys.argv[1:]
 zs = [np.load(p) for p in ins]
 d = {k: zs[0][k] for k in zs[0].files if not k.endswith(('_train', '_val'))}

@@ -2,11 +2,14 @@
 
 A class-balanced random subset of the training images (in shuffled order, the first shard gets
 the first BUDGET_A bytes), all val images in the last shard; merge_shards.py joins them.
-usage: python experiments/accelerator/make_shards.py SRC OUT_A OUT_B BUDGET_A_MB BUDGET_B_MB
+usage: python benchmarks/accelerator/make_shards.py SRC OUT_A OUT_B BUDGET_A_MB BUDGET_B_MB
 """
 import sys
 import numpy as np
 
+if len(sys.argv) < 6 or sys.argv[1].startswith('-'):  # --help, or too few arguments
+  print(__doc__)
+  sys.exit(0 if sys.argv[1:2] in (['-h'], ['--help']) else 2)
 src, out_a, out_b = sys.argv[1:4]
 budget_a, budget_b = float(sys.argv[4]) * 1e6, float(sys.argv[5]) * 1e6
 z = dict(np.load(src))  # loaded once: an NpzFile re-reads an array on every access

@@ -2,7 +2,7 @@
 # Tiny ImageNet synthesis on the accelerator machine: DGN-AM settings search, preset, baseline
 # searches, the evaluation's DGN-AM sweeps (classes, ablations, hidden units), full-size
 # benchmark; packs results into RES (<= 8 files). Evaluation itself runs later on the CPU.
-# usage: experiments/accelerator/run_tiny.sh RES [smoke]
+# usage: benchmarks/accelerator/run_tiny.sh RES [smoke]
 set -u
 export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_MEM_FRACTION=0.5
 PY=${PY:-python3}
@@ -35,13 +35,13 @@ run() {  # run TIMEOUT NAME CMD...: a stage, timed, its log tail kept
 }
 # 0. Generator stage 2 from stage 1's G and D (.gpu/stage1.npz, G in float16) on the training
 #    images that travelled (.gpu/shard_*.npz; all val images), pixel weight 6.
-$PY experiments/accelerator/merge_shards.py .gpu/tiny.npz .gpu/shard_a.npz .gpu/shard_b.npz 2>&1 | tee -a $RES/gpu_log.txt
+$PY benchmarks/accelerator/merge_shards.py .gpu/tiny.npz .gpu/shard_a.npz .gpu/shard_b.npz 2>&1 | tee -a $RES/gpu_log.txt
 GEN_EPOCHS=${GEN_EPOCHS:-2}; [ -n "$SMOKE" ] && GEN_EPOCHS=0.05
 finish() {
   mkdir -p $R/small && cp $R/method_settings.json $R/preset_config.py $R/*.log $R/small/ 2>/dev/null
   cp $R/bench_*.json $R/small/ 2>/dev/null
   sed -i '1i small' $R/order.txt
-  $PY experiments/accelerator/pack.py $R $RES 58 part1 2>&1 | tee -a $RES/gpu_log.txt
+  $PY benchmarks/accelerator/pack.py $R $RES 58 part1 2>&1 | tee -a $RES/gpu_log.txt
   log "done"
 }
 trap finish EXIT
@@ -55,7 +55,7 @@ echo generator2 >> $R/order.txt
 # 1. DGN-AM settings search (20 classes the demo does not show, pixel-ascent lrs beside it).
  run $(( $(left) - 200 < 200 ? $(left) - 200 : 200 )) search_dgnam $PY -m experiments.search_settings --preset=$P --judge=$J \
   --out=$R/search_$P --trials=$TRIALS --seeds=$SSEEDS --units=$UNITS --pixel_lrs=2,8,32 "${SITERS[@]}"
-$PY experiments/accelerator/apply_preset.py $P $R/search_$P $R/method_settings.json $R/configs/$P.py 2>&1 | tee -a $RES/gpu_log.txt || exit 1
+$PY benchmarks/accelerator/apply_preset.py $P $R/search_$P $R/method_settings.json $R/configs/$P.py 2>&1 | tee -a $RES/gpu_log.txt || exit 1
 cp $R/configs/$P.py $R/preset_config.py
 echo search_$P >> $R/order.txt
 # 2. The evaluation's DGN-AM class and hidden-unit sweeps (preset settings).
@@ -67,7 +67,7 @@ if [ $(left) -gt 120 ]; then
   run 90 search_dgnam_adam $PY -m experiments.search_settings --preset=$R/configs/$P.py --method=dgnam_adam \
     --judge=$J --out=$R/search_${P}_dgnam_adam --trials=$BTRIALS --seeds=$SSEEDS --units=$UNITS \
     --pixel_lrs= --iters_choices=200 "${SITERS[@]}"
-  $PY experiments/accelerator/merge_settings.py $R/method_settings.json $R/search_${P}_dgnam_adam/best_settings.json | tee -a $RES/gpu_log.txt
+  $PY benchmarks/accelerator/merge_settings.py $R/method_settings.json $R/search_${P}_dgnam_adam/best_settings.json | tee -a $RES/gpu_log.txt
   echo search_${P}_dgnam_adam >> $R/order.txt
   run $(( $(left) - 60 )) eval_ablations $PY -m experiments.evaluate_preset --noevaluate --preset=$R/configs/$P.py \
     --out=$R/eval --class_seeds=$CSEEDS --baseline_seeds=$BSEEDS --hidden_layers= \
@@ -84,7 +84,7 @@ for m in pixel_l2 pixel_blur pixel_tv fourier; do
   run 45 search_$m $PY -m experiments.search_settings --preset=$R/configs/$P.py --method=$m --judge=$J \
     --out=$R/search_${P}_$m --trials=$BTRIALS --seeds=$SSEEDS --units=$UNITS --pixel_lrs= \
     --iters_choices=200 "${SITERS[@]}"
-  $PY experiments/accelerator/merge_settings.py $R/method_settings.json $R/search_${P}_$m/best_settings.json | tee -a $RES/gpu_log.txt
+  $PY benchmarks/accelerator/merge_settings.py $R/method_settings.json $R/search_${P}_$m/best_settings.json | tee -a $RES/gpu_log.txt
   echo search_${P}_$m >> $R/order.txt
 done
 [ $(left) -gt 50 ] && run 70 bench_bf16 $PY benchmarks/bench_engine.py --size=full $BENCH --dtype=bfloat16 --out=$R/bench_full_bf16.json

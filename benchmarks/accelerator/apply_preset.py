@@ -1,6 +1,6 @@
 """Writes a preset's config with the DGN-AM settings of a search, and picks the pixel lr.
 
-usage: python experiments/accelerator/apply_preset.py PRESET SEARCH_DIR METHOD_SETTINGS_OUT
+usage: python benchmarks/accelerator/apply_preset.py PRESET SEARCH_DIR METHOD_SETTINGS_OUT
            CONFIG_OUT
 
 CONFIG_OUT (e.g. out/configs/tinyimagenet200.py, named like the preset so that run names keep
@@ -14,6 +14,9 @@ import sys
 
 from dgnam_jax.sweeps import configs
 
+if len(sys.argv) < 5 or sys.argv[1].startswith('-'):  # --help, or too few arguments
+  print(__doc__)
+  sys.exit(0 if sys.argv[1:2] in (['-h'], ['--help']) else 2)
 preset, search_dir, settings_out, config_out = sys.argv[1:5]
 values = configs.load(preset)
 best = json.load(open(f'{search_dir}/best_settings.json'))['dgnam']
