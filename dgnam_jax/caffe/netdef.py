@@ -160,6 +160,8 @@ class NetDef:
   """
   name: str
   layers: tuple[LayerDef, ...]
+  # The file it was read from (error messages); not part of its identity (equality, hash).
+  source: str = dataclasses.field(default='', compare=False)
 
   @property
   def inputs(self) -> tuple[tuple[str, tuple[int, ...]], ...]:

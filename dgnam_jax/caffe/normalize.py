@@ -342,4 +342,5 @@ def normalize(msg: Message, filename: str) -> nd.NetDef:
   kept = [r for r in raws if _keep(r, stages, ctx) and not is_dropped_type(r.type)]
   layers = [_typed(r, ctx) for r in kept]
   _check_graph(layers, [r.line for r in kept], ctx)
-  return nd.NetDef(name=ctx.string(msg, 'name', 'net'), layers=tuple(insert_splits(layers)))
+  return nd.NetDef(name=ctx.string(msg, 'name', 'net'), layers=tuple(insert_splits(layers)),
+                   source=ctx.filename)

@@ -81,10 +81,16 @@ _BOOLS = {'true': True, 'True': True, 't': True, 'false': False, 'False': False,
 _FLOAT_WORDS = {'inf': math.inf, 'infinity': math.inf, 'nan': math.nan}
 
 
+# Deepest message nesting accepted: Caffe's nets nest 4 levels (layer > param > shape > dim);
+# the limit keeps a hostile file from exhausting Python's recursion (a clean error instead).
+MAX_DEPTH = 64
+
+
 class _Parser:
   """Recursive-descent parser over a token list."""
 
   def __init__(self, text: str, filename: str):
+    self.depth = 0
     self.filename = filename
     self.text = text
     self.line_starts = [0] + [m.end() for m in re.finditer('\n', text)]
@@ -185,7 +191,13 @@ class _Parser:
 
   def parse_message(self) -> Message:
     _, opener, pos = self.take()
-    return self.parse_body(Message(self._line_col(pos)[0]), '}' if opener == '{' else '>')
+    if self.depth >= MAX_DEPTH:
+      raise self.error(pos, f'messages nested deeper than {MAX_DEPTH} levels')
+    self.depth += 1
+    try:
+      return self.parse_body(Message(self._line_col(pos)[0]), '}' if opener == '{' else '>')
+    finally:
+      self.depth -= 1
 
   def parse_value(self, scalar_ok: bool) -> Any:
     kind, value, pos = self.peek()

@@ -32,14 +32,38 @@ def abstract_inputs(netdef: NetDef, batch: int | None = None) -> dict[str, jax.S
   return out
 
 
+# The largest parameter or blob (per sample) a net may declare: 2^31 values, 8 GiB of float32,
+# beyond any net of the paper (CaffeNet's fc6 weight: 37.7 M). Checked on shapes, before any
+# allocation, so that a few bytes of prototxt cannot ask for terabytes.
+MAX_ELEMENTS = 2**31
+
+
 def shapes(netdef: NetDef, batch: int | None = None):
-  """(param shapes, blob shapes in Caffe order) of ``netdef`` without computing anything."""
+  """(param shapes, blob shapes in Caffe order) of ``netdef`` without computing anything.
+
+  Raises:
+    CaffeFormatError: a parameter or blob over :data:`MAX_ELEMENTS` values, naming it.
+  """
   module, inputs = CaffeGraph(netdef), abstract_inputs(netdef, batch)
+  for name, spec in inputs.items() if isinstance(inputs, dict) else ():
+    _check_size(netdef, f'input {name!r}', spec.shape[1:])
   params = jax.eval_shape(module.init, jax.random.PRNGKey(0), inputs).get('params', {})
+  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+    _check_size(netdef, 'parameter ' + '/'.join(str(getattr(k, 'key', k)) for k in path),
+                leaf.shape)
   outs = jax.eval_shape(module.apply, {'params': params}, inputs)
   order = list(dict.fromkeys(top for layer in netdef.layers for top in layer.tops))
   blobs = {k: _caffe_shape(outs.blobs[k].shape) for k in order}  # forward order, as Caffe
+  for name, shape in blobs.items():
+    _check_size(netdef, f'blob {name!r}', shape[1:])
   return jax.tree.map(lambda s: tuple(s.shape), params), blobs
+
+
+def _check_size(netdef: NetDef, what: str, shape) -> None:
+  n = int(np.prod(np.asarray(shape, np.float64)))  # float: no int64 overflow on absurd dims
+  if n > MAX_ELEMENTS:
+    raise CaffeFormatError(f'{netdef.source or netdef.name}: {what} of shape {tuple(shape)} has '
+                           f'{n:.3g} values (over {MAX_ELEMENTS:.3g})')
 
 
 def _caffe_shape(shape):
