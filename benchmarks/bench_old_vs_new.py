@@ -1,7 +1,7 @@
 r"""Batched DGN-AM speed of the current engine against an older commit's (issue 18: "speed not
 worse": new >= 0.95x old at embedded and full size, one run, old and new interleaved, median of 5).
 
-  python benchmarks/bench_old_vs_new.py --out=reports/benchmarks/old_vs_new.json
+  python benchmarks/bench_old_vs_new.py --out=reports/benchmarks/old_vs_new_cpu.json
   python benchmarks/bench_old_vs_new.py --sizes=embedded --neurons=4 --iters=2 --repeats=2  # smoke
 
 The old package is ``git archive <--old> dgnam_jax`` unpacked into a temporary folder; the new one

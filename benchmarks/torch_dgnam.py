@@ -1,6 +1,6 @@
 """A plain PyTorch DGN-AM reference: Caffe nets from a :class:`NetDef`, one neuron at a time.
 
-This is the baseline ``experiments/benchmark.py`` measures the batched JAX engine against: the
+This is the baseline ``benchmarks/bench_engine.py`` measures the batched JAX engine against: the
 way PyTorch activation-maximisation code is usually written (one code, a Python loop over
 iterations, autograd per step). Weights come from the JAX parameter trees through
 ``dgnam_jax.nets.convert.flax_to_caffe``; Caffe blob layouts are PyTorch's (conv ``(O, I/g, kh, kw)``,

@@ -3,8 +3,10 @@
 The package follows the pipeline (dependencies point one way):
 
   caffe/        formats: prototxt, caffemodel, mean files
-  nets/         Flax modules (Caffe-exact), checkpoints, loading, the generator -> classifier Pipeline
-  synthesis/    parameterizations x optax transformations x objectives, one loop, the methods registry
+  nets/         Flax modules (Caffe-exact), checkpoints, loading, the generator -> classifier
+                Pipeline
+  synthesis/    parameterizations x optax transformations x objectives, one loop, the methods
+                registry
   sweeps/       many (unit, seed) requests: plan, run (resumable), outputs (manifest, gallery, GIF)
   evaluation/   metrics, judges, per-run reports
   training/     the project's own classifiers and generators

@@ -181,7 +181,7 @@ def default_mode(directory: bool = False) -> int:
 def atomic_path(path: str, suffix: str = '') -> Iterator[str]:
   """Yields a temporary path beside ``path``; renames it onto ``path`` if the body succeeds.
 
-  A killed writer leaves only a '.tmp-*' file (see report.cleanup_temp_files), never a truncated
+  A killed writer leaves only a '.tmp-*' file (see files.cleanup_temp_files), never a truncated
   result, so a restarted sweep can trust every file that exists. No fsync: this guards against
   killed processes, not power loss, and fsync per image would dominate a sweep's io time.
 

@@ -79,7 +79,7 @@ def main(argv) -> int:
 
 def _run() -> None:
   out = os.path.abspath(_OUT.value)
-  preset = configs.load(_PRESET.value)
+  preset = sweep.preset_settings(_PRESET.value)
   name = os.path.splitext(os.path.basename(_PRESET.value))[0]  # a preset name or its file
   settings = {}
   for path in _METHOD_SETTINGS.value:
@@ -101,11 +101,12 @@ def _run() -> None:
       extra['generator'] = None
     run = os.path.join(out, f'{name}_{method}_classes')
     # The preset's own method gets the class seeds; baselines and ablations may get fewer.
-    seeds = _CLASS_SEEDS.value if method == main_method else (_BASELINE_SEEDS.value or
-                                                              _CLASS_SEEDS.value)
+    seeds, flag = _CLASS_SEEDS.value, '--class_seeds'
+    if method != main_method and _BASELINE_SEEDS.value:
+      seeds, flag = _BASELINE_SEEDS.value, '--baseline_seeds'
     t = time.time()
     sweep.run_sweep(sweep.config_with_preset(
-        _PRESET.value, out=run, seeds=parse_seeds(seeds, '--class_seeds'), **extra))
+        _PRESET.value, out=run, seeds=parse_seeds(seeds, flag), **extra))
     timings[f'synthesize {os.path.basename(run)}'] = round(time.time() - t, 1)
     _log(f'{run}: {timings[f"synthesize {os.path.basename(run)}"]:.0f} s')
     runs.append(run)

@@ -99,9 +99,9 @@ def main(argv) -> int:
 
 
 def _run() -> None:
-  out = os.path.abspath(_OUT.value)
-  os.makedirs(out, exist_ok=True)
-  base = configs.load(_PRESET.value)
+  methods_lib.get(_METHOD.value)  # every input checked before --out is created
+  seeds = parse_seeds(_SEEDS.value)
+  base = sweep.preset_settings(_PRESET.value)
   if _BASE_ITERS.value:
     base = dict(base, iters=_BASE_ITERS.value)
   judge = judging.Judge(_JUDGE.value)
@@ -109,7 +109,8 @@ def _run() -> None:
            'classifier': _CLASSIFIER.value or base['classifier']}
   pipe, gen_params, _, _, clf_meta = load_pair(nets_['generator'], nets_['classifier'])
   mean = clf_meta['mean']['per_channel']
-  seeds = parse_seeds(_SEEDS.value)
+  out = os.path.abspath(_OUT.value)
+  os.makedirs(out, exist_ok=True)
   results = []
   method = _METHOD.value
   if not methods_lib.get(method).uses_generator:

@@ -94,8 +94,8 @@ def _config() -> sweep.SweepConfig:
     raise ValueError('--preset is short for --config=configs/NAME.py: pass one of them')
   base = FLAGS.preset
   if FLAGS.config is not None:
-    base = configs.resolve(FLAGS.config.to_dict(), config_flags.get_config_filename(
-        FLAGS['config']))
+    base = configs.with_overrides(config_flags.get_config_filename(FLAGS['config']),
+                                  FLAGS.config.to_dict())
   return sweep.config_with_preset(base, **{n: FLAGS[n].value for n in _ALWAYS}, **given)
 
 

@@ -28,7 +28,8 @@ def test_settings_are_keyword_only_and_sentinels_are_typed():
   codes0 = np.zeros((1, 16), np.float32)
   args = (pipe, dgnam_jax.NetParams(gp, cp), codes0, dgnam_jax.make_targets([1]))
   with pytest.raises(TypeError):
-    dgnam_jax.optimize_codes(*args, dgnam_jax.Objective('fc8'))  # pylint: disable=too-many-function-args
+    # pylint: disable-next=too-many-function-args
+    dgnam_jax.optimize_codes(*args, dgnam_jax.Objective('fc8'))
   with pytest.raises(TypeError, match='loop must be a Loop'):
     dgnam_jax.optimize_codes(*args, objective=dgnam_jax.Objective('fc8'), loop='scan', iters=1)
   with pytest.raises(TypeError, match='mesh must be'):

@@ -70,3 +70,14 @@ def test_synthesize_reads_a_config_with_overrides(tmp_path):
                         capture_output=True, text=True, timeout=600)
   assert proc.returncode == 1 and 'pass one of them' in proc.stderr
   assert not (tmp_path / 'x').exists()
+
+
+def test_command_line_overrides_of_config_paths_are_relative_to_the_working_directory():
+  path = os.path.join(ROOT, 'configs', 'caffenet.py')
+  own = configs.read(path, resolve_paths=False)
+  values = dict(own, generator='nets/deepsim_fc6', units='1')
+  got = configs.with_overrides(path, values)
+  assert got['generator'] == 'nets/deepsim_fc6' and got['units'] == '1'
+  cifar = os.path.join(ROOT, 'configs', 'cifar10.py')
+  got = configs.with_overrides(cifar, configs.read(cifar, resolve_paths=False))
+  assert got['generator'] == os.path.join(ROOT, 'checkpoints', 'cifar10', 'generator')

@@ -49,7 +49,8 @@ def _act(pipe, params, x, tgts, i):
 def _run(tiny, name, units, seeds, iters=12, args='', lr=None, batch=4):
   pipe, params = tiny
   recipe = methods.get(name).recipe(args)
-  lr = LR[(recipe.update.name, recipe.parameterization.uses_generator)] if lr is None else lr
+  if lr is None:
+    lr = LR.get((recipe.update.name, recipe.parameterization.uses_generator), 1.0)
   init = methods.initial_state(name, pipe, seeds, units, args)
   res = synthesize(name, pipe, params, init, make_targets(units), objective=OBJ,
                    hyper=make_hyper(len(units), lr=lr, l2=0.99), bounds=Bounds.box(0.0, 30.0),
@@ -119,6 +120,14 @@ def test_random_transform_moves_the_image_and_fourier_renders_valid_pixels(tiny)
   p = methods.initial_state('fourier', pipe, [0], [0])[0] * 100
   img = np.asarray(para.render(pipe, None, jnp.asarray(p))) + np.array(MEAN)
   assert img.shape == (14, 14, 3) and img.min() >= 0 and img.max() <= 255 and img.std() > 1
+
+
+def test_fourier_renders_odd_sizes(tiny):
+  pipe, _ = tiny
+  odd = dataclasses.replace(pipe, classifier_space=ImageSpace(mean=MEAN, size=(15, 13)))
+  para = methods.get('fourier').recipe().parameterization
+  p = methods.initial_state('fourier', odd, [0], [0])[0]
+  assert p.shape == (15, 7, 3, 2) and para.render(odd, None, jnp.asarray(p)).shape == (15, 13, 3)
 
 
 def test_method_args_override_options():
@@ -275,8 +284,8 @@ def run_all(mesh):
     recipe = methods.get(name).recipe()
     res = synthesize(name, pipe, NetParams(gp, cp), methods.initial_state(name, pipe, seeds, units),
                      make_targets(units), objective=OBJ,
-                     hyper=make_hyper(6, lr=LR[(recipe.update.name,
-                                                recipe.parameterization.uses_generator)]),
+                     hyper=make_hyper(6, lr=LR.get((recipe.update.name,
+                                                    recipe.parameterization.uses_generator), 1.0)),
                      bounds=Bounds.box(0.0, 30.0), seeds=seeds, iters=4, batch_per_device=2,
                      mesh=Devices.ALL if mesh == 'all' else None, snapshot_every=2,
                      slot_keys=np.asarray(units) + 1009 * np.asarray(seeds))
@@ -286,8 +295,8 @@ def run_all(mesh):
 
 def test_every_method_gives_the_same_bits_on_four_devices(tmp_path):
   """4 host devices under shard_map (calls of 4 x 2 rows) == 1 device (calls of 2 rows)."""
-  env = dict(os.environ, JAX_PLATFORMS='cpu',
-             XLA_FLAGS=os.environ.get('XLA_FLAGS', '') + ' --xla_force_host_platform_device_count=4',
+  flag = ' --xla_force_host_platform_device_count=4'
+  env = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS=os.environ.get('XLA_FLAGS', '') + flag,
              PYTHONPATH=os.pathsep.join([os.path.join(ROOT, 'tests'), ROOT,
                                          os.environ.get('PYTHONPATH', '')]))
   proc = subprocess.run([sys.executable, '-c', _DEVICES_SCRIPT, str(tmp_path / 'out.npz')],

@@ -1,8 +1,10 @@
-"""The DGN-AM method of the synthesis loop (dgnam_jax/synthesis/) against a plain re-statement of the authors' loop.
+"""The DGN-AM method of the synthesis loop (dgnam_jax/synthesis/) against a plain re-statement
+of the authors' loop.
 
 ``reference_act_max`` below is written straight from ``reference/original.md`` §2.4 for ONE neuron:
 a Python for-loop, float64 numpy control flow and update arithmetic, an explicit crop, and the unit
-picked out of the classifier outputs by hand (never through dgnam_jax.synthesis.objectives). Only the two nets'
+picked out of the classifier outputs by hand (never through dgnam_jax.synthesis.objectives). Only
+the two nets'
 forward/backward passes are shared with the engine. The engine (vmap over a padded batch, lax.scan
 over the iterations, masked early stop) must agree with it for every kind of target, follow the
 original's NaN/zero-gradient rules, and give bitwise the same result for a request whatever batch,

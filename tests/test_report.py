@@ -1,4 +1,5 @@
-"""Tests for dgnam_jax.report: atomic files, manifest, provenance, gallery, grid PNG, GIF."""
+"""dgnam_jax.files and dgnam_jax.sweeps.outputs: atomic files, manifest, provenance, gallery,
+grid PNG, GIF."""
 
 import csv
 import json

@@ -2,8 +2,8 @@
 
 :func:`evaluate_runs` is what ``experiments.evaluate`` (and the preset evaluation driver) run: for
 each ``synthesize`` output directory it renders the images under both display conventions, runs
-:func:`dgnam_jax.evaluation.scoring.evaluate_sweep`, writes a top-real sheet and a memorization sheet,
-and rewrites the run's gallery with M1 and the judge's verdict on every card.
+:func:`dgnam_jax.evaluation.scoring.evaluate_sweep`, writes a top-real sheet and a memorization
+sheet, and rewrites the run's gallery with M1 and the judge's verdict on every card.
 """
 
 from __future__ import annotations

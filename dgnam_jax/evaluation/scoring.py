@@ -4,8 +4,8 @@
 batch of images: the pre-softmax logit for output units and Caffe's blob (post-ReLU) for hidden
 units, as XDream's relative activation does. One pass over a dataset with it gives each unit's
 maximum (the denominator of M1), its top images, and the expected maximum of random subsets.
-:func:`evaluate_sweep` combines that with the judge (:mod:`dgnam_jax.evaluation.judging`) and the set metrics
-(:mod:`dgnam_jax.evaluation.metrics`) into one JSON-able record.
+:func:`evaluate_sweep` combines that with the judge (:mod:`dgnam_jax.evaluation.judging`) and the
+set metrics (:mod:`dgnam_jax.evaluation.metrics`) into one JSON-able record.
 """
 
 from __future__ import annotations

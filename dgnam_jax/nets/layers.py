@@ -49,7 +49,7 @@ def conv2d(x: Array, kernel: Array, bias: Array | None, *, stride: Pair = (1, 1)
   """Caffe Convolution: symmetric zero padding, floor output size, channel groups.
 
   A few groups (CaffeNet's 2) run as one convolution per group plus a concat: the same sums,
-  4-7x faster on XLA:CPU than ``feature_group_count`` (``experiments.benchmark``), and free of
+  4-7x faster on XLA:CPU than ``feature_group_count`` (``benchmarks/bench_engine.py``), and free of
   the batch all-gathers the SPMD partitioner puts around grouped convs (``reference/jax.md``).
   """
   kernel = kernel.astype(x.dtype)

@@ -69,7 +69,8 @@ def pipeline(seed: int = 0):
   code 16 -> 16x16x3 image -> centre crop 14x14 -> classifier (fc8: 10 units)."""
   from dgnam_jax.caffe import parse_prototxt  # pylint: disable=import-outside-toplevel
   from dgnam_jax.nets.graph import CaffeGraph  # pylint: disable=import-outside-toplevel
-  from dgnam_jax.nets.pipeline import ImageSpace, Pipeline  # pylint: disable=import-outside-toplevel
+  # pylint: disable-next=import-outside-toplevel
+  from dgnam_jax.nets.pipeline import ImageSpace, Pipeline
 
   gen_def = parse_prototxt(GENERATOR, 'tiny_gen')
   clf_def = parse_prototxt(CLASSIFIER, 'tiny_clf')

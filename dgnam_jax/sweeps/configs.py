@@ -62,8 +62,8 @@ def resolve(values: Mapping[str, Any], config_path: str) -> dict:
   return out
 
 
-def read(path: str) -> dict:
-  """The resolved values of one config file (its ``get_config()``)."""
+def read(path: str, resolve_paths: bool = True) -> dict:
+  """The values of one config file (its ``get_config()``), paths resolved unless told not to."""
   spec = importlib.util.spec_from_file_location(
       'dgnam_config_' + os.path.basename(path)[:-3], path)
   module = importlib.util.module_from_spec(spec)
@@ -73,7 +73,16 @@ def read(path: str) -> dict:
   except Exception as e:  # a user's file: name it
     raise ValueError(f'config file {path}: {type(e).__name__}: {e}') from None
   values = config.to_dict() if hasattr(config, 'to_dict') else dict(config)
-  return resolve(values, path)
+  return resolve(values, path) if resolve_paths else values
+
+
+def with_overrides(path: str, values: Mapping[str, Any]) -> dict:
+  """``values`` (a config file's, after command-line overrides such as ``--config.generator=``)
+  resolved: the file's own paths relative to the file, overridden ones as given (relative to the
+  working directory, like every other flag)."""
+  own = read(path, resolve_paths=False)
+  resolved = resolve(own, path)
+  return {k: resolved[k] if k in own and v == own[k] else v for k, v in values.items()}
 
 
 def load(preset: str) -> dict:

@@ -320,7 +320,8 @@ def plan_sweep(config: SweepConfig, argv: Sequence[str] = ()) -> Plan:
   if not parameterization.uses_generator:
     shape = parameterization.shape(pipe)
     caffe_shape = codes_to_caffe(np.zeros((1,) + shape)).shape[1:]
-    lower = upper = np.zeros(shape, np.float32)  # no code box: the method has its own range
+    lower = np.full(shape, -np.inf, np.float32)  # no code box: the method keeps its own range
+    upper = np.full(shape, np.inf, np.float32)
     bounds_desc, enc_dir = {'source': 'n/a (no generator codes)'}, None
     codes0 = parameterization.initial(pipe, [r.seed for r in requests],
                                       [r.unit for r in requests])
@@ -370,6 +371,10 @@ def check_resumable(out: str, settings: Mapping[str, Any]) -> None:
   if old is None:
     return
   previous = old.get('settings')
+  if previous and 'batch_per_device' not in previous:
+    raise ValueError(f'--out {out} holds a sweep written by an earlier dgnam_jax (its settings '
+                     'record no batch_per_device, which now changes results); choose another '
+                     '--out')
   if previous != settings:
     keys = sorted(k for k in set(settings) | set(previous or {})
                   if (previous or {}).get(k) != settings.get(k))

@@ -1,5 +1,6 @@
 """What a sweep asks for: the ``--units`` syntax, one :class:`Request` per (unit, seed), grouping
-of requests by their static :class:`~dgnam_jax.synthesis.objectives.Objective`, and short class names.
+of requests by their static :class:`~dgnam_jax.synthesis.objectives.Objective`, and short class
+names.
 
 ``--units`` is a comma-separated list of items (spaces are ignored):
 
@@ -19,6 +20,7 @@ import dataclasses
 import re
 from collections.abc import Sequence
 
+from dgnam_jax.synthesis.batching import SLOT_SEED_STRIDE
 from dgnam_jax.synthesis.objectives import Objective
 
 UNITS_HELP = ('comma-separated units: 17 (one unit; conv layer: the centre position), 0-9 (a '
@@ -26,7 +28,6 @@ UNITS_HELP = ('comma-separated units: 17 (one unit; conv layer: the centre posit
               'mean:0-9), 643+945 (two-unit blend, see --gamma; 12@3x5+4 blends at one '
               'position). Order is kept; duplicates are an error.')
 
-SLOT_SEED_STRIDE = 1009
 _TERM = re.compile(r'^(mean:)?(\d+)(?:@(\d+)x(\d+))?$')
 _RANGE = re.compile(r'^(mean:)?(\d+)-(\d+)$')
 _WNID = re.compile(r'^(n\d{8})\s+(.*)$')

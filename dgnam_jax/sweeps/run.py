@@ -52,6 +52,13 @@ ABLATIONS: dict[str, dict[str, Any]] = {
 }
 
 
+def preset_settings(preset: str) -> dict:
+  """A preset's values (name or config file) over :class:`SweepConfig`'s defaults."""
+  defaults = {f.name: f.default for f in dataclasses.fields(SweepConfig)
+              if f.default is not dataclasses.MISSING}
+  return {**defaults, **configs.load(preset)}
+
+
 def config_with_preset(preset: str | Mapping[str, Any] | None, **explicit) -> SweepConfig:
   """A :class:`SweepConfig` from a preset (a name, a config file, or resolved values, see
   :mod:`dgnam_jax.sweeps.configs`) overridden by explicit settings (None: not given)."""
@@ -106,10 +113,10 @@ def _finished_chunks(plan: Plan) -> dict[int, list[dict]]:
   done = {}
   for k, rows in by_chunk.items():
     want = [r['name'] for r in plan.rows[k * plan.chunk:(k + 1) * plan.chunk]]
-    files = [f for r in rows for f in (r['image'], r['code'], r['final_code'], r.get('gif'))
+    paths = [f for r in rows for f in (r['image'], r['code'], r['final_code'], r.get('gif'))
              if f]
     if [r['name'] for r in rows] == want and all(
-        os.path.exists(os.path.join(plan.out, f)) for f in files):
+        os.path.exists(os.path.join(plan.out, f)) for f in paths):
       done[k] = rows
   return done
 

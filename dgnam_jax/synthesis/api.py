@@ -11,6 +11,7 @@ from jax.sharding import Mesh
 
 from dgnam_jax.nets.pipeline import Pipeline
 from dgnam_jax.synthesis import methods as methods_lib
+from dgnam_jax.synthesis.batching import slot_keys_of
 from dgnam_jax.synthesis.loop import (Bounds, Devices, Hyper, Loop, NetParams, SynthesisResult,
                                       make_hyper, request_keys, run)
 from dgnam_jax.synthesis.objectives import Objective, Target
@@ -35,7 +36,9 @@ def synthesize(method: str | methods_lib.Method, pipe: Pipeline, params: NetPara
     hyper: N rows of lr, lr_end, L2 (default: :func:`make_hyper`'s).
     bounds: the code box for generator methods (default: none).
     method_args: static options, e.g. ``'tv=0.1,jitter=2'``.
-    seeds: per-request seeds of the random transforms (default 0).
+    seeds: per-request seeds of the random transforms (default 0); with ``slot_keys`` unset,
+      requests run in the slots a sweep gives them (unit + 1009 seed), so results are the
+      sweep's bit for bit.
     iters, batch_per_device, mesh, snapshot_every, slot_keys, loop, on_batch: as
       :func:`dgnam_jax.synthesis.loop.run`.
   """
@@ -46,7 +49,8 @@ def synthesize(method: str | methods_lib.Method, pipe: Pipeline, params: NetPara
              hyper=make_hyper(n) if hyper is None else hyper, bounds=bounds,
              keys=request_keys(seeds, np.asarray(targets.unit)), iters=iters,
              batch_per_device=batch_per_device, mesh=mesh, snapshot_every=snapshot_every,
-             slot_keys=slot_keys, loop=loop, on_batch=on_batch)
+             slot_keys=(slot_keys_of(np.asarray(targets.unit), seeds) if slot_keys is None
+                        else slot_keys), loop=loop, on_batch=on_batch)
 
 
 def optimize_codes(pipe: Pipeline, params: NetParams, codes0, targets: Target, *,

@@ -47,6 +47,16 @@ def resolve_mesh(mesh) -> Mesh | None:
               axis_types=(jax.sharding.AxisType.Auto,) * len(mesh.axis_names))
 
 
+# A request's slot key is unit + SLOT_SEED_STRIDE * seed: consecutive units with a few seeds land
+# in distinct slots of the usual power-of-two batches (1009 = 17 mod 32, 49 mod 64).
+SLOT_SEED_STRIDE = 1009
+
+
+def slot_keys_of(units, seeds) -> np.ndarray:
+  """The slot keys of (unit, seed) requests (what a sweep uses, so results match a sweep's)."""
+  return np.asarray(units, np.int64) + SLOT_SEED_STRIDE * np.asarray(seeds, np.int64)
+
+
 def rows_of(tree, index):
   """Rows ``index`` of every leaf."""
   return jax.tree.map(lambda a: a[index], tree)

@@ -105,10 +105,12 @@ class Bounds:
 
   @classmethod
   def box(cls, lower, upper) -> Bounds:
+    """Codes clipped to [lower, upper] (scalars or arrays broadcastable to one code)."""
     return cls(jnp.asarray(lower, jnp.float32), jnp.asarray(upper, jnp.float32))
 
   @classmethod
   def unbounded(cls) -> Bounds:
+    """No clipping."""
     return cls.box(-np.inf, np.inf)
 
 

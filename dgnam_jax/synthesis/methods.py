@@ -216,6 +216,7 @@ def unregister(name: str) -> None:
 
 def get(name: str) -> Method:
   """The method of that name; a ValueError listing the valid names otherwise."""
+  _load_plugins_once()
   if name not in _REGISTRY:
     raise ValueError(f'unknown method {name!r}; valid: {", ".join(_REGISTRY)}')
   return _REGISTRY[name]
@@ -223,6 +224,7 @@ def get(name: str) -> Method:
 
 def names() -> tuple[str, ...]:
   """Registered method names, in registration order."""
+  _load_plugins_once()
   return tuple(_REGISTRY)
 
 
@@ -281,9 +283,21 @@ def load_plugins(modules: str | None = None) -> list[str]:
   names = [m.strip() for m in (modules if modules is not None
                                else os.environ.get(PLUGINS_ENV, '')).split(',') if m.strip()]
   for name in names:
-    importlib.import_module(name)
+    try:
+      importlib.import_module(name)
+    except ImportError as e:
+      raise ValueError(f'${PLUGINS_ENV}: cannot import method module {name!r}: {e}') from None
   return names
 
 
 PLUGINS_ENV = 'DGNAM_JAX_METHODS'
-load_plugins()
+_plugins_loaded = False
+
+
+def _load_plugins_once() -> None:
+  """Imports the ``$DGNAM_JAX_METHODS`` modules at the first lookup, when ``dgnam_jax`` is fully
+  imported (a plugin may then use ``dgnam_jax.methods.register``)."""
+  global _plugins_loaded
+  if not _plugins_loaded:
+    _plugins_loaded = True
+    load_plugins()

@@ -97,8 +97,7 @@ class FourierSpectrum(Pixels):
 
   def render(self, pipe: Pipeline, gen_params, p: jax.Array) -> jax.Array:
     del gen_params
-    h = p.shape[0]
-    w = 2 * (p.shape[1] - 1)
+    h, w = pipe.classifier_space.size  # not 2 (W//2 + 1 - 1): odd widths (227) lose a column
     spec = (p[..., 0] + 1j * p[..., 1]) * _spectrum_scale(h, w, self.decay_power)[..., None]
     img = jnp.fft.irfft2(spec, s=(h, w), axes=(0, 1)) * np.sqrt(h * w) / 4.0
     rgb = jax.nn.sigmoid(img @ jnp.asarray(_COLOR_SQRT.T))

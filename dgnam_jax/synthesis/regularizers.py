@@ -185,6 +185,7 @@ def transform(regs: Sequence[Regularizer], x: jax.Array, key: jax.Array) -> jax.
 
 
 def has_penalty(regs: Sequence[Regularizer]) -> bool:
+  """Whether any regularizer subtracts a penalty from the objective."""
   return bool(_of('penalty', regs))
 
 
