@@ -33,9 +33,11 @@ flags.DEFINE_string('classifier', None, 'Classifier checkpoint directory (defaul
                     'preset\'s).')
 flags.DEFINE_string('out', None, 'Output directory (a sweep with the same flags is resumed).',
     allow_override=True)
+# The built-in methods only: the help text is made at import, before $DGNAM_JAX_METHODS modules load.
 flags.DEFINE_string('method', _D['method'], 'A registered method (dgnam_jax.synthesis.methods): '
-                    + ', '.join(f'{m}: {methods_lib.get(m).summary}' for m in methods_lib.names())
-                    + '. --lr is in the method\'s own units (pixels per step, Adam\'s step size).')
+                    + ', '.join(f'{m.name}: {m.summary}' for m in methods_lib.BUILTIN)
+                    + ', or one registered by a module named in $DGNAM_JAX_METHODS. --lr is in '
+                    'the method\'s own units (pixels per step, Adam\'s step size).')
 flags.DEFINE_string('method_args', _D['method_args'], 'The method\'s static options, e.g. '
                     '"tv=0.1,jitter=2" (fields of its options, e.g. '
                     'dgnam_jax.synthesis.methods.PixelOptions).')

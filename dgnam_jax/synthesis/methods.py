@@ -268,6 +268,9 @@ register(Method(
                          'method_args': f'decay_power={choice(rng, [0.5, 1.0, 1.5])}'}))
 
 
+BUILTIN: tuple[Method, ...] = tuple(_REGISTRY.values())  # before any plugin
+
+
 def initial_state(method: Method | str, pipe, seeds, units, args: str = '') -> np.ndarray:
   """(N, *shape) default starts of a method's parameterization for (seed, unit) requests."""
   method = get(method) if isinstance(method, str) else method
