@@ -33,7 +33,7 @@ flags.DEFINE_string('classifier', None, 'Classifier checkpoint directory (defaul
                     'preset\'s).')
 flags.DEFINE_string('out', None, 'Output directory (a sweep with the same flags is resumed).',
     allow_override=True)
-# The built-in methods only: the help text is made at import, before $DGNAM_JAX_METHODS modules load.
+# Built-in methods only: the help is made at import, before $DGNAM_JAX_METHODS modules load.
 flags.DEFINE_string('method', _D['method'], 'A registered method (dgnam_jax.synthesis.methods): '
                     + ', '.join(f'{m.name}: {m.summary}' for m in methods_lib.BUILTIN)
                     + ', or one registered by a module named in $DGNAM_JAX_METHODS. --lr is in '
