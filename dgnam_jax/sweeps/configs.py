@@ -23,9 +23,10 @@ _NOT_PATHS = ('none', '')
 def _search_dirs() -> list[str]:
   dirs = [CONFIG_DIR]
   spec = importlib.util.find_spec('dgnam_jax')
-  if spec and spec.origin:  # a source checkout: <repo>/dgnam_jax/__init__.py
+  if spec and spec.origin:  # a source checkout: <repo>/dgnam_jax/__init__.py, <repo>/pyproject.toml
     repo = os.path.dirname(os.path.dirname(spec.origin))
-    dirs.append(os.path.join(repo, CONFIG_DIR))
+    if os.path.isfile(os.path.join(repo, 'pyproject.toml')):  # not site-packages
+      dirs.append(os.path.join(repo, CONFIG_DIR))
   return dirs
 
 
