@@ -58,7 +58,10 @@ class Progress:
     self.start = time.monotonic()
     self.last = -PROGRESS_EVERY_S
 
-  def __call__(self, done: int, total: int, skipped: int = 0, prefix: str = '') -> None:
+  def __call__(self, done: int, total: int, skipped: int = 0, prefix: str = '',
+               saved: int | None = None) -> None:
+    """``done`` of ``total`` items (``skipped`` of them done before this run); ``saved``: how
+    many are on disk when that differs from ``done`` (a rerun would redo the rest)."""
     now = time.monotonic()
     if now - self.last < PROGRESS_EVERY_S and done < total:
       return
@@ -71,8 +74,9 @@ class Progress:
     rate = (done - skipped) / max(now - self.start, 1e-9)
     left = (total - done) / rate
     resumed = f', {skipped} resumed' if skipped else ''
-    say(self.prog, f'{prefix}{done}/{total} {self.unit}{resumed}, {rate:.2f} {self.unit}/s, '
-        f'~{left:.0f} s left')
+    kept = f' ({saved} saved)' if saved is not None and saved != done else ''
+    say(self.prog, f'{prefix}{done}/{total} {self.unit}{kept}{resumed}, {rate:.2f} '
+        f'{self.unit}/s, ~{left:.0f} s left')
 
 
 def run(prog: str, action: Callable[[], str | None], resumable: bool = True) -> int:

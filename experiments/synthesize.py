@@ -103,11 +103,11 @@ def _config() -> sweep.SweepConfig:
 
 
 def _progress() -> Callable[[sweep.Progress], None]:
-  """Saved requests, rate and time left (this run's work only, not resumed chunks)."""
+  """Requests computed and saved, rate and time left (this run's work only)."""
   line = cli.Progress('synthesize', 'requests')
 
   def log(p: sweep.Progress) -> None:
-    line(p.saved, p.total, p.skipped, prefix=f'chunk {p.chunk + 1}/{p.chunks}: ')
+    line(p.done, p.total, p.skipped, prefix=f'chunk {p.chunk + 1}/{p.chunks}: ', saved=p.saved)
 
   return log
 

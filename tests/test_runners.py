@@ -51,3 +51,10 @@ def test_progress_lines(capsys):
   line(10, 10, skipped=4)
   err = capsys.readouterr().err
   assert err.startswith('prog: 10/10 requests, 4 resumed, ') and 'nan' not in err
+
+
+def test_progress_shows_saved_requests_when_fewer_than_computed(capsys):
+  line = cli.Progress('prog', 'requests')
+  line(6, 10, prefix='chunk 2/3: ', saved=4)
+  err = capsys.readouterr().err
+  assert err.startswith('prog: chunk 2/3: 6/10 requests (4 saved), ') and 's left' in err
