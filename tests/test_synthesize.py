@@ -372,7 +372,7 @@ def test_kill_and_resume_gives_the_uninterrupted_files(cli_runs):
   partial, resumed = cli_runs['partial'], cli_runs['resumed']
   assert 0 < len(partial['rows']) < 24 and not partial['progress']['complete']
   assert resumed.returncode == 0, resumed.stderr
-  assert f'{len(partial["rows"])} done before this run' in resumed.stderr
+  assert f'{len(partial["rows"])} resumed' in resumed.stderr
   got, want = _files(cli_runs['killed']), _files(cli_runs['whole'])
   assert sorted(got) == sorted(want)
   assert [k for k in want if got[k] != want[k]] == []  # manifest.json: all but provenance
