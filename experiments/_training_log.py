@@ -14,6 +14,8 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from dgnam_jax import cli
+
 # The repository root (this package's parent folder).
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -108,6 +110,20 @@ def run(runner: str, argv, train: Callable[..., dict], done_message: Callable[[d
   """
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  # The runners' convention (dgnam_jax.cli) for errors and Ctrl-C; the progress stays the absl
+  # log, which is also the workdir's train.log.
+  try:
+    return _run(runner, train, done_message)
+  except cli.USER_ERRORS as e:
+    print(f'{runner}: error: {e}', file=sys.stderr)
+    return 1
+  except KeyboardInterrupt:
+    print(f'\n{runner}: stopped; rerun the same command to resume (from the last checkpoint)',
+          file=sys.stderr)
+    return cli.INTERRUPTED
+
+
+def _run(runner: str, train: Callable[..., dict], done_message: Callable[[dict], str]) -> int:
   with training_log(WORKDIR.value) as workdir:
     command, train_split, test_split = start_run(runner, workdir, DATA.value, CACHE_DIR.value,
                                                  IMAGE_SIZE.value, TEST_FRACTION.value)
