@@ -110,7 +110,8 @@ def render(metrics: dict, out_md: str, title: str, extra: list[str]) -> str:
   src = os.path.dirname(os.path.abspath(_METRICS.value)) if _METRICS.value else '.'
   runs = metrics['runs']
   lines = [f'# {title}', '', f'Produced by `{metrics["command"]}` ({metrics["wall_s"]:.0f} s) and '
-           f'`python -m experiments.report --metrics=... --out={out_md}`.', '',
+           f'`python -m experiments.report --metrics=... --out={files.relative_path(out_md)}`.',
+           '',
            f'- Generator: `{metrics["generator"]}`; classifier: `{metrics["classifier"]}`; judge '
            f'(never visualized): `{metrics["judge"]}`; data: `{metrics["data"]}`.', '']
   cls_runs = {k: v for k, v in runs.items() if 'judge' in v}
