@@ -24,13 +24,13 @@ class CaffeFormatError(ValueError):
 class ConvolutionParam:
   """ConvolutionParameter, used by both Convolution and Deconvolution."""
   num_output: int
-  kernel: tuple[int, int]
-  stride: tuple[int, int] = (1, 1)
-  pad: tuple[int, int] = (0, 0)
-  dilation: tuple[int, int] = (1, 1)
-  group: int = 1
+  kernel: tuple[int, int]  # (h, w): kernel_size, or kernel_h/kernel_w
+  stride: tuple[int, int] = (1, 1)  # (h, w): stride, or stride_h/stride_w
+  pad: tuple[int, int] = (0, 0)  # (h, w): pad, or pad_h/pad_w
+  dilation: tuple[int, int] = (1, 1)  # (h, w): Caffe's repeated dilation field
+  group: int = 1  # channel groups (AlexNet's two towers)
   bias_term: bool = True
-  axis: int = 1
+  axis: int = 1  # the channel axis; only 1 is supported
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,22 +62,22 @@ class LRNParam:
 
 @dataclasses.dataclass(frozen=True)
 class ReLUParam:
-  negative_slope: float = 0.0
+  negative_slope: float = 0.0  # leaky ReLU (DeePSim: 0.3)
 
 
 @dataclasses.dataclass(frozen=True)
 class DropoutParam:
-  dropout_ratio: float = 0.5
+  dropout_ratio: float = 0.5  # identity at test time (Caffe scales while training)
 
 
 @dataclasses.dataclass(frozen=True)
 class SoftmaxParam:
-  axis: int = 1
+  axis: int = 1  # the class axis
 
 
 @dataclasses.dataclass(frozen=True)
 class ConcatParam:
-  axis: int = 1
+  axis: int = 1  # channels (GoogLeNet's inception outputs)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -84,6 +84,16 @@ class SmallNetConfig:
 CIFAR10_CONFIG = SmallNetConfig()
 
 
+def forward_start(net: nn.Module, x, end: str | None):
+  """The small classifiers' common start: (recorder with the 'data' blob, conv/dense keyword
+  arguments, train form?, the input scaled as the train form expects)."""
+  rec = Recorder(end)
+  rec.blobs['data'] = x
+  if net.train_form:
+    x = x / net.input_scale_div
+  return rec, dict(dtype=net.dtype, precision=net.precision), net.train_form, x
+
+
 class SmallCaffeNet(nn.Module):
   """CaffeNet-like classifier for small images (see the module docstring).
 
@@ -115,12 +125,7 @@ class SmallCaffeNet(nn.Module):
     Returns:
       :class:`NetOutputs`; ``layers['conv5']`` is before relu5, ``blobs['fc6']`` after relu6.
     """
-    rec = Recorder(end)
-    kw = dict(dtype=self.dtype, precision=self.precision)
-    tf = self.train_form
-    rec.blobs['data'] = x
-    if tf:
-      x = x / self.input_scale_div
+    rec, kw, tf, x = forward_start(self, x, end)
 
     def bn(v, i):
       if not tf:

@@ -24,7 +24,7 @@ import numpy as np
 from dgnam_jax.nets import layers as L
 from dgnam_jax.nets import modules, small
 from dgnam_jax.nets.graph import NetOutputs
-from dgnam_jax.nets.recorder import Recorder, StopForward
+from dgnam_jax.nets.recorder import StopForward
 from dgnam_jax.nets.small import BN_EPS, caffe_layer_text, param_count  # noqa: F401 (re-export)
 
 BASE_CHANNELS = (16, 32, 64)
@@ -72,21 +72,16 @@ class SmallResNet(nn.Module):
   unused: the judge has no fc hidden layers).
   """
   config: SmallResNetConfig = SmallResNetConfig()
-  train_form: bool = False
-  dropout: float = 0.0
-  input_scale_div: float = 64.0
-  dtype: Any = jnp.float32
-  precision: Any = None
+  train_form: bool = False  # BatchNorm with batch statistics, input scaling (training)
+  dropout: float = 0.0  # accepted for the trainer's sake, unused (no fc hidden layers)
+  input_scale_div: float = 64.0  # the train form's input divisor (deploy folds it into conv1)
+  dtype: Any = jnp.float32  # compute dtype
+  precision: Any = None  # lax.Precision of convolutions and matmuls
 
   @nn.compact
   def __call__(self, x, end: str | None = None, train: bool = False) -> NetOutputs:
     """Forward pass on NHWC BGR mean-subtracted 0-255 input; ``layers['fc8']`` are the logits."""
-    rec = Recorder(end)
-    kw = dict(dtype=self.dtype, precision=self.precision)
-    tf = self.train_form
-    rec.blobs['data'] = x
-    if tf:
-      x = x / self.input_scale_div
+    rec, kw, tf, x = small.forward_start(self, x, end)
 
     def conv(v, name, feats, k, s):
       y = modules.Conv(feats, (k, k), (s, s), (k // 2, k // 2), bias_term=not tf, name=name,

@@ -44,28 +44,17 @@ class NoOptions:
 
 @dataclasses.dataclass(frozen=True)
 class PixelOptions:
-  """Static options of the pixel-space methods (``--method_args``).
-
-  Attributes:
-    l2: decay factor applied to the image after each step (1: none).
-    blur_every, blur_sigma: Gaussian blur of the image every ``blur_every`` steps (0: never).
-    jitter: largest random shift in pixels of the image the gradient is taken on.
-    norm_pct: zero pixels whose channel norm is below this percentile of the image's (0: off).
-    contrib_pct: zero pixels whose contribution sum_c |x g| is below this percentile (0: off).
-    tv: weight of the total-variation penalty (mean squared neighbour difference, pixel units).
-    decay_power: the Fourier spectrum's 1/f^power scaling.
-    scale, rotate_deg: random scale in [1 - scale, 1 + scale] and rotation in degrees.
-  """
-  l2: float = 1.0
-  blur_every: int = 0
-  blur_sigma: float = 0.0
-  jitter: int = 0
-  norm_pct: float = 0.0
-  contrib_pct: float = 0.0
-  tv: float = 0.0
-  decay_power: float = 1.0
-  scale: float = 0.0
-  rotate_deg: float = 0.0
+  """Static options of the pixel-space methods (``--method_args``)."""
+  l2: float = 1.0  # decay factor applied to the image after each step (1: none)
+  blur_every: int = 0  # Gaussian blur of the image every this many steps (0: never)
+  blur_sigma: float = 0.0  # its standard deviation in pixels
+  jitter: int = 0  # largest random shift (pixels) of the image the gradient is taken on
+  norm_pct: float = 0.0  # zero pixels whose channel norm is below this percentile (0: off)
+  contrib_pct: float = 0.0  # zero pixels whose contribution sum_c |x g| is below it (0: off)
+  tv: float = 0.0  # weight of the total-variation penalty (mean squared neighbour difference)
+  decay_power: float = 1.0  # the Fourier spectrum's 1/f^power scaling
+  scale: float = 0.0  # random scale in [1 - scale, 1 + scale]
+  rotate_deg: float = 0.0  # random rotation in [-rotate_deg, rotate_deg] degrees
 
 
 def _image_regularizers(o: PixelOptions) -> list:

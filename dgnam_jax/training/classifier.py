@@ -40,34 +40,19 @@ def arch_of(config):
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-  """Optimisation settings (all of them are part of the resumable run's identity).
-
-  Attributes:
-    epochs: length of the schedule in epochs.
-    batch_size: images per step (the last partial batch of each epoch is dropped).
-    optimizer: 'sgd' (Nesterov momentum) or 'adamw'.
-    lr: peak learning rate.
-    momentum: SGD momentum (or AdamW's b1).
-    weight_decay: on conv/fc kernels only (not biases or BatchNorm).
-    warmup_epochs: linear warmup from 0 to ``lr``, then cosine decay to 0.
-    label_smoothing: of the cross-entropy targets.
-    dropout: after relu6 and relu7.
-    pad: random-crop padding in pixels (0: no crop).
-    flip: random horizontal flips.
-    seed: parameter init, data order, augmentation and dropout.
-  """
-  epochs: float = 30.0
-  batch_size: int = 128
-  optimizer: str = 'sgd'
-  lr: float = 0.1
-  momentum: float = 0.9
-  weight_decay: float = 5e-4
-  warmup_epochs: float = 1.0
-  label_smoothing: float = 0.1
-  dropout: float = 0.3
-  pad: int = 4
-  flip: bool = True
-  seed: int = 0
+  """Optimisation settings (all of them are part of the resumable run's identity)."""
+  epochs: float = 30.0  # length of the schedule in epochs
+  batch_size: int = 128  # images per step (the last partial batch of each epoch is dropped)
+  optimizer: str = 'sgd'  # 'sgd' (Nesterov momentum) or 'adamw'
+  lr: float = 0.1  # peak learning rate
+  momentum: float = 0.9  # SGD momentum (or AdamW's b1)
+  weight_decay: float = 5e-4  # on conv/fc kernels only (not biases or BatchNorm)
+  warmup_epochs: float = 1.0  # linear warmup from 0 to lr, then cosine decay to 0
+  label_smoothing: float = 0.1  # of the cross-entropy targets
+  dropout: float = 0.3  # after relu6 and relu7
+  pad: int = 4  # random-crop padding in pixels (0: no crop)
+  flip: bool = True  # random horizontal flips
+  seed: int = 0  # parameter init, data order, augmentation and dropout
 
 
 def make_optimizer(cfg: TrainConfig, total_steps: int,

@@ -45,36 +45,23 @@ RECON_FILE = 'reconstructions.png'
 
 @dataclasses.dataclass(frozen=True)
 class GenTrainConfig:
-  """Optimisation settings (part of the resumable run's identity).
-
-  Attributes:
-    epochs: schedule length in epochs of the training split.
-    batch_size: images per step (DeePSim: 64).
-    lr: peak Adam learning rate of G (cosine decay to ``lr * lr_floor``).
-    lr_floor: final learning rate as a fraction of ``lr``.
-    lr_d: Adam learning rate of D (DeePSim: 2e-4).
-    b1: Adam beta1 of both (DeePSim: 0.9).
-    w_img, w_conv3, w_pool5, w_adv: loss weights (see the module docstring).
-    output_scale: G's output multiplier during training (folded into deconv0 on export).
-    balance: the original's D/G balancing rule.
-    pad, flip: augmentation of the real images (random crop padding, horizontal flips).
-    seed: init, data order, augmentation.
-  """
-  epochs: float = 20.0
-  batch_size: int = 64
-  lr: float = 1e-3
-  lr_floor: float = 0.05
-  lr_d: float = 2e-4
-  b1: float = 0.9
-  w_img: float = 1.0
-  w_conv3: float = 0.5
-  w_pool5: float = 1.0
-  w_adv: float = 0.02
-  output_scale: float = 64.0
-  balance: bool = True
-  pad: int = 0
-  flip: bool = True
-  seed: int = 0
+  """Optimisation settings (part of the resumable run's identity); the loss weights ``w_*`` are
+  those of the module docstring."""
+  epochs: float = 20.0  # schedule length in epochs of the training split
+  batch_size: int = 64  # images per step (DeePSim: 64)
+  lr: float = 1e-3  # peak Adam learning rate of G (cosine decay to lr * lr_floor)
+  lr_floor: float = 0.05  # final learning rate as a fraction of lr
+  lr_d: float = 2e-4  # Adam learning rate of D (DeePSim: 2e-4)
+  b1: float = 0.9  # Adam beta1 of both (DeePSim: 0.9)
+  w_img: float = 1.0  # image (pixel) loss
+  w_conv3: float = 0.5  # feature loss at the encoder's conv3
+  w_pool5: float = 1.0  # feature loss at pool5
+  w_adv: float = 0.02  # adversarial loss
+  output_scale: float = 64.0  # G's output multiplier in training (folded into deconv0 on export)
+  balance: bool = True  # the original's D/G balancing rule
+  pad: int = 0  # random-crop padding of the real images, in pixels
+  flip: bool = True  # random horizontal flips of the real images
+  seed: int = 0  # init, data order, augmentation
 
 
 class Discriminator(nn.Module):
