@@ -263,13 +263,12 @@ def train_classifier(train: data.ImageSet, test: data.ImageSet, config,
   log_buf, epoch_buf = [], []
   try:
     while step < end:
-      x, y = stream.batch(step)
-      state, metrics = step_fn(state, x, y, mean_bgr)
+      state, metrics = step_fn(state, *stream.batch(step), mean_bgr)  # (images, labels)
       step += 1
       log_buf.append(metrics)
       epoch_buf.append(metrics)
-      epoch_end = step % spe == 0 or step == total
-      if step % log_every_steps == 0 or epoch_end:
+      log_now, epoch_end = training.step_events(step, spe, total, log_every_steps)
+      if log_now:
         loss, acc = _means(log_buf)
         logging.info('step %d/%d epoch %.2f: train loss %.4f acc %.4f, %.1f img/s', step, total,
                      step / spe, loss, acc, len(log_buf) * cfg.batch_size / (time.time() - t_log))

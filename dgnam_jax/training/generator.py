@@ -350,12 +350,11 @@ def train_generator(train: data.ImageSet, test: data.ImageSet, encoder_path: str
   last_save, t_log, log_buf = time.time(), time.time(), []
   try:
     while step < end:
-      x, _ = stream.batch(step)
-      state, metrics = step_fn(state, enc_params, x, mean_bgr)
+      state, metrics = step_fn(state, enc_params, stream.batch(step)[0], mean_bgr)  # no labels
       step += 1
       log_buf.append(metrics)
-      epoch_end = step % spe == 0 or step == total
-      if step % log_every_steps == 0 or epoch_end:
+      log_now, epoch_end = training.step_events(step, spe, total, log_every_steps)
+      if log_now:
         m = {k: float(np.mean([v[k] for v in jax.device_get(log_buf)])) for k in log_buf[0]}
         logging.info('step %d/%d epoch %.2f: %s, %.1f img/s', step, total, step / spe,
                      ' '.join(f'{k} {v:.4f}' for k, v in m.items()),

@@ -59,6 +59,14 @@ class Workdir:
     self.manager.close()
 
 
+def step_events(step: int, steps_per_epoch: int, total: int, log_every_steps: int
+                ) -> tuple[bool, bool]:
+  """(log now?, epoch ends?) after ``step`` updates: the trainers' shared cadence (the last step
+  of the schedule always ends an epoch, a partial one included)."""
+  epoch_end = step % steps_per_epoch == 0 or step == total
+  return step % log_every_steps == 0 or epoch_end, epoch_end
+
+
 def check_run_config(workdir: str, config: Mapping[str, Any],
                      ignore: Sequence[str] = ()) -> None:
   """Writes ``config`` to the workdir, or checks that a restarted run uses the same one.
