@@ -456,15 +456,17 @@ def test_every_method_is_chunk_invariant_and_resumes_exactly(ckpts, jax_cache, t
 def test_resume_with_another_batch_is_refused(ckpts, tmp_path):
   """XLA:CPU rounds a row differently in calls of another shape (BUILD_NOTES), so the batch is
   part of a sweep's settings: a rerun into the same --out with another batch is refused."""
-  out = tmp_path / 'out'
   kw = dict(units='0-2', seeds=(0,), iters=2, gif_units='')
-  first = sweep.run_sweep(_config(ckpts, out, batch_per_device=3, **kw))
-  assert first['settings']['batch_per_device'] == 3
-  before = _files(out)
-  with pytest.raises(ValueError, match='batch_per_device'):
-    sweep.run_sweep(_config(ckpts, out, batch_per_device=8, **kw))
-  assert _files(out) == before
-  sweep.run_sweep(_config(ckpts, out, batch_per_device=3, **kw))  # the same batch resumes
+  for batch, other in ((1, 3), (3, 8), (8, 1)):
+    out = tmp_path / f'b{batch}'
+    first = sweep.run_sweep(_config(ckpts, out, batch_per_device=batch, **kw))
+    assert first['settings']['batch_per_device'] == batch
+    before = _files(out)
+    with pytest.raises(ValueError, match='batch_per_device'):
+      sweep.run_sweep(_config(ckpts, out, batch_per_device=other, **kw))
+    assert _files(out) == before
+    sweep.run_sweep(_config(ckpts, out, batch_per_device=batch, **kw))  # the same batch resumes
+    assert _files(out) == before
 
 
 @pytest.mark.parametrize('spec, want', [('0-4', (0, 1, 2, 3, 4)), ('3,0-1', (3, 0, 1)),
