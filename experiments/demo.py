@@ -26,6 +26,7 @@ from absl import app
 from absl import flags
 
 from dgnam_jax.sweeps import outputs
+from dgnam_jax import cli
 from dgnam_jax.sweeps import configs
 from dgnam_jax.sweeps import run as sweep
 
@@ -83,7 +84,7 @@ def tiny_units(spec: str, n_classes: int = 200) -> str:
 def _progress(name: str):
   def log(p: sweep.Progress) -> None:
     if p.done == p.total or p.done % 8 == 0:
-      print(f'demo: {name}: {p.done}/{p.total} images', file=sys.stderr, flush=True)
+      cli.say('demo', f'{name}: {p.done}/{p.total} images')
   return log
 
 

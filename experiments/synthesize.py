@@ -11,7 +11,6 @@ Presets (configs/*.py) carry the authors' act_max.py settings; explicit flags wi
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from collections.abc import Callable
 
@@ -25,8 +24,7 @@ from dgnam_jax.sweeps import run as sweep
 from dgnam_jax.synthesis import methods as methods_lib
 from dgnam_jax.sweeps.requests import UNITS_HELP, parse_seeds
 
-_D = {f.name: f.default for f in dataclasses.fields(sweep.SweepConfig)
-      if f.default is not dataclasses.MISSING}
+_D = sweep.config_defaults()
 
 flags.DEFINE_string('generator', None, 'Generator checkpoint directory (default: the preset\'s).')
 flags.DEFINE_string('classifier', None, 'Classifier checkpoint directory (default: the '

@@ -10,7 +10,6 @@ from reading files.
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -24,6 +23,7 @@ from dgnam_jax import data, images
 from dgnam_jax.sweeps import outputs
 from dgnam_jax.nets import checkpoint
 from dgnam_jax.synthesis import methods as methods_lib
+from dgnam_jax.synthesis import parameterizations
 from dgnam_jax.nets.pipeline import codes_from_caffe
 
 CONVENTIONS = ('original', 'photo')
@@ -55,7 +55,8 @@ def render_sweep(out_dir: str, pipe, gen_params, mean_bgr: Sequence[float],
   codes = codes_from_caffe(np.stack(codes).astype(np.float32))
   settings = manifest['settings']
   method = methods_lib.get(settings.get('method', 'dgnam'))
-  draw = _drawer(method.recipe(settings.get('method_args', '')).parameterization, pipe)
+  draw = parameterizations.batch_renderer(
+      method.recipe(settings.get('method_args', '')).parameterization, pipe)
   raw = np.concatenate([np.asarray(draw(gen_params, jnp.asarray(codes[i:i + batch])))
                         for i in range(0, len(codes), batch)])
   saved = []
@@ -64,11 +65,6 @@ def render_sweep(out_dir: str, pipe, gen_params, mean_bgr: Sequence[float],
       saved.append(np.asarray(im.convert('RGB')))
   photo = np.stack([images.caffe_to_rgb_mean(x, mean_bgr) for x in raw])
   return {'rows': rows, 'original': np.stack(saved), 'photo': photo, 'raw': raw}
-
-
-@functools.lru_cache(maxsize=8)
-def _drawer(parameterization, pipe):
-  return jax.jit(lambda gp, c: parameterization.render_batch(pipe, gp, c))
 
 
 class Judge:

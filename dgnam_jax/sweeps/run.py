@@ -24,21 +24,19 @@ are the cropped G(code) of the initial code and of the code every ``gif_every`` 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import jax
 import numpy as np
 
 from dgnam_jax import files, images
 from dgnam_jax.nets.loading import load_pair
-from dgnam_jax.nets.pipeline import Pipeline, codes_to_caffe
+from dgnam_jax.nets.pipeline import codes_to_caffe
 from dgnam_jax.sweeps import configs, outputs
 from dgnam_jax.sweeps.plan import Plan, SweepConfig, default_chunk, plan_sweep
 from dgnam_jax.sweeps.requests import Request, parse_units
-from dgnam_jax.synthesis import loop
+from dgnam_jax.synthesis import loop, parameterizations
 from dgnam_jax.synthesis import methods as methods_lib
 from dgnam_jax.synthesis.objectives import make_targets
 
@@ -52,11 +50,15 @@ ABLATIONS: dict[str, dict[str, Any]] = {
 }
 
 
+def config_defaults() -> dict:
+  """:class:`SweepConfig`'s default values by field name (the fields that have one)."""
+  return {f.name: f.default for f in dataclasses.fields(SweepConfig)
+          if f.default is not dataclasses.MISSING}
+
+
 def preset_settings(preset: str) -> dict:
   """A preset's values (name or config file) over :class:`SweepConfig`'s defaults."""
-  defaults = {f.name: f.default for f in dataclasses.fields(SweepConfig)
-              if f.default is not dataclasses.MISSING}
-  return {**defaults, **configs.load(preset)}
+  return {**config_defaults(), **configs.load(preset)}
 
 
 def config_with_preset(preset: str | Mapping[str, Any] | None, **explicit) -> SweepConfig:
@@ -121,12 +123,6 @@ def _finished_chunks(plan: Plan) -> dict[int, list[dict]]:
   return done
 
 
-@functools.lru_cache(maxsize=None)
-def _renderer(parameterization, pipe: Pipeline):
-  """parameters -> images in the classifier's space (trajectory frames)."""
-  return jax.jit(lambda gp, c: parameterization.render_batch(pipe, gp, c))
-
-
 def _optimize_chunk(plan: Plan, idx: np.ndarray, on_rows: Callable[[int], None]) -> dict:
   """Runs one chunk's requests: one compiled call per (objective, GIF) subgroup, in order."""
   c = plan.config
@@ -179,8 +175,8 @@ def _write_chunk(plan: Plan, k: int, idx: np.ndarray, res: Mapping[str, np.ndarr
       row['gif'] = f'gifs/{row["name"]}.gif'
       # Frames: the start, then the code every gif_every updates.
       traj = np.concatenate([plan.codes0[i][None], res['snapshots'][j]])
-      frames = np.asarray(_renderer(plan.recipe.parameterization, plan.pipe)(plan.gen_params,
-                                                                          traj))
+      draw = parameterizations.batch_renderer(plan.recipe.parameterization, plan.pipe)
+      frames = np.asarray(draw(plan.gen_params, traj))
       outputs.write_gif(os.path.join(plan.out, row['gif']),
                        [images.caffe_to_rgb_original(f) for f in frames])
     rows.append(row)

@@ -17,6 +17,7 @@ Three are built in: :class:`GeneratorCode` (DGN-AM: codes through G), :class:`Pi
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 
 import jax
@@ -31,6 +32,12 @@ from dgnam_jax.synthesis import codes as codes_lib
 _COLOR_SQRT = np.array([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]],
                        np.float32)
 _COLOR_SQRT = _COLOR_SQRT / np.max(np.linalg.norm(_COLOR_SQRT, axis=0))
+
+
+@functools.lru_cache(maxsize=8)
+def batch_renderer(parameterization, pipe: Pipeline):
+  """Jitted ``(gen_params, params) -> images``: draws saved parameters (GIF frames, judging)."""
+  return jax.jit(lambda gp, ps: parameterization.render_batch(pipe, gp, ps))
 
 
 def _noise(seeds: Sequence[int], units: Sequence[int], shape, std: float) -> np.ndarray:
