@@ -10,15 +10,13 @@ of Caffe goldens, so the outputs can be compared with a real Caffe's ``net.blobs
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 
 from absl import app
 from absl import flags
 import numpy as np
 
-from dgnam_jax import cli, images
+from dgnam_jax import cli, files
 from dgnam_jax.nets.from_caffe import caffe_forward
 
 _CHECKPOINT = flags.DEFINE_string('checkpoint', None, 'Checkpoint directory (caffe_to_orbax).')
@@ -27,18 +25,6 @@ _OUT = flags.DEFINE_string('out', None, 'Output .npz to write (blob_<name>, NCHW
     allow_override=True)
 _PRECISION = flags.DEFINE_enum('precision', 'highest', ['default', 'high', 'highest'],
                                'Matmul/conv precision; highest = full float32 on GPU/TPU too.')
-
-
-def _save_npz_atomically(path: str, arrays: dict) -> None:
-  fd, tmp = tempfile.mkstemp(suffix='.npz', dir=os.path.dirname(os.path.abspath(path)))
-  os.close(fd)
-  try:
-    np.savez(tmp, **arrays)
-    os.chmod(tmp, images.default_mode())  # mkstemp's 0600: not the user's umask
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
 
 
 def main(argv):
@@ -53,7 +39,7 @@ def _forward() -> str:
   if not inputs:
     raise ValueError(f'{_INPUTS.value} holds no in_<name> arrays')
   blobs = caffe_forward(_CHECKPOINT.value, inputs, _PRECISION.value)
-  _save_npz_atomically(_OUT.value, {f'blob_{k}': v for k, v in blobs.items()})
+  files.atomic_save_npz(_OUT.value, {f'blob_{k}': v for k, v in blobs.items()})
   return f'wrote {len(blobs)} blobs to {_OUT.value}'
 
 

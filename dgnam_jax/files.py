@@ -40,6 +40,14 @@ def atomic_save_npy(path: str, array) -> str:
   return path
 
 
+def atomic_save_npz(path: str, arrays: Mapping[str, np.ndarray]) -> str:
+  """Saves named arrays as one .npz atomically (never pickled)."""
+  with images.atomic_path(path, '.npz') as tmp:
+    with open(tmp, 'wb') as f:
+      np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
+  return path
+
+
 def cleanup_temp_files(out_dir: str) -> int:
   """Removes leftover '.tmp-*' files anywhere under ``out_dir`` (from a killed run).
 

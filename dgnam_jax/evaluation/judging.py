@@ -24,7 +24,7 @@ from dgnam_jax.sweeps import outputs
 from dgnam_jax.nets import checkpoint
 from dgnam_jax.synthesis import methods as methods_lib
 from dgnam_jax.synthesis import parameterizations
-from dgnam_jax.nets.pipeline import codes_from_caffe
+from dgnam_jax.nets.pipeline import codes_from_caffe, rgb_to_input, space_from_metadata
 
 CONVENTIONS = ('original', 'photo')
 
@@ -68,27 +68,64 @@ def render_sweep(out_dir: str, pipe, gen_params, mean_bgr: Sequence[float],
 
 
 class Judge:
-  """A classifier checkpoint used as an independent judge of uint8 RGB images."""
+  """A classifier checkpoint used as an independent judge of uint8 RGB images.
 
-  def __init__(self, path: str, layer: str = 'fc8'):
+  Any classifier checkpoint works: the project's Caffe-space nets (images at the judge's size)
+  and imported ImageNet nets (their metadata's preprocessing: resize, scale, logit and feature
+  layers). ``classes`` restricts the judge to a task's classes: for class names that start with
+  wnids ('n01443537 goldfish'), :meth:`logits` returns only those columns, in ``classes``' order,
+  so labels of the task (e.g. Tiny ImageNet's 0..199) index them directly ("200-way").
+  """
+
+  def __init__(self, path: str, layer: str | None = None,
+               classes: Sequence[str] | None = None):
     self.path = path
     self.module, self.params, self.meta = checkpoint.load_checkpoint(path)
     if self.meta.get('kind') != 'classifier' or not self.meta.get('mean'):
       raise ValueError(f'{path}: a judge must be a classifier checkpoint with a mean')
+    pre = self.meta.get('preprocessing') or {}
+    self.space = space_from_metadata(self.meta)
     self.mean = np.asarray(self.meta['mean']['per_channel'], np.float32)
     self.size = tuple(self.meta['input_size'])
-    self.layer = layer
+    self.resize = pre.get('resize')
+    self.layer = layer or pre.get('logits_layer', 'fc8')
+    self.features_layer = pre.get('features_layer', 'pool5')
     self.class_names = self.meta.get('class_names')
-    self._fn = jax.jit(lambda p, x: self.module.apply({'params': p}, x).layers[layer])
+    self.columns = None
+    if classes is not None:
+      self.columns = np.asarray(class_columns(self.class_names, classes, path))
+      self.class_names = [self.class_names[c] for c in self.columns]
+    self._fn = jax.jit(lambda p, x: self.module.apply({'params': p}, self.prepare(x)
+                                                      ).layers[self.layer])
 
-  def logits(self, rgb: np.ndarray, batch: int = 500) -> np.ndarray:
-    """(N, classes) outputs of ``layer`` for (N, H, W, 3) uint8 RGB images of the judge's size."""
+  def prepare(self, rgb) -> jax.Array:
+    """uint8 RGB (N, H, W, 3) -> the judge's input (resized where its metadata says so)."""
+    return rgb_to_input(rgb, self.space, self.resize)
+
+  def logits(self, rgb: np.ndarray, batch: int = 100) -> np.ndarray:
+    """(N, classes) outputs of ``layer`` for (N, H, W, 3) uint8 RGB images (restricted to
+    ``classes`` when given)."""
     rgb = np.asarray(rgb)
-    if rgb.shape[1:3] != self.size:
+    if rgb.shape[1:3] != self.size and not self.resize:
       raise ValueError(f'images are {rgb.shape[1:3]}, the judge {self.path} takes {self.size}')
-    out = [np.asarray(self._fn(self.params, data.to_net_input(rgb[i:i + batch], self.mean)))
-           for i in range(0, len(rgb), batch)]
-    return np.concatenate(out)
+    out = np.concatenate([np.asarray(self._fn(self.params, rgb[i:i + batch]))
+                          for i in range(0, len(rgb), batch)])
+    return out if self.columns is None else out[:, self.columns]
+
+
+def class_columns(judge_names: Sequence[str] | None, classes: Sequence[str], path: str
+                  ) -> list[int]:
+  """The judge's output index of each task class, matched by wnid ('n01443537 ...')."""
+  def wnid(name):
+    w = str(name).split()[0] if name else ''
+    return w if len(w) == 9 and w[0] == 'n' and w[1:].isdigit() else None
+  index = {wnid(n): i for i, n in enumerate(judge_names or []) if wnid(n)}
+  out = []
+  for c in classes:
+    if wnid(c) not in index:
+      raise ValueError(f'judge {path} has no class for {c!r} (classes are matched by wnid)')
+    out.append(index[wnid(c)])
+  return out
 
 
 def topk_hits(logits: np.ndarray, labels: Sequence[int], k: int) -> np.ndarray:

@@ -22,6 +22,7 @@ import numpy as np
 from dgnam_jax import data
 from dgnam_jax.evaluation import judging
 from dgnam_jax.evaluation import metrics
+from dgnam_jax.nets.pipeline import rgb_to_input
 
 UnitSpec = tuple[str, bool, int, int, int, bool]  # layer, use blob, unit, y, x, channel mean
 
@@ -259,18 +260,19 @@ def evaluate_sweep(*, rows, rendered, classify, clf_params, clf_mean, judge: jud
   return out
 
 
-def judge_features(judge: judging.Judge, rgb: np.ndarray, layer: str = 'pool5',
-                   batch: int = 500) -> np.ndarray:
-  """(N, D) flattened ``layer`` blob of the judge (its penultimate features) for uint8 RGB."""
-  fn = _feature_fn(judge.module, layer)
-  out = [np.asarray(fn(judge.params, data.to_net_input(rgb[i:i + batch], judge.mean)))
-         for i in range(0, len(rgb), batch)]
+def judge_features(judge: judging.Judge, rgb: np.ndarray, layer: str | None = None,
+                   batch: int = 100) -> np.ndarray:
+  """(N, D) flattened ``layer`` blob of the judge (default: its pooled penultimate features,
+  ``pool5`` / ``_avg_pooling``) for uint8 RGB images, preprocessed as the judge's logits are."""
+  fn = _feature_fn(judge.module, layer or judge.features_layer, judge.space, judge.resize)
+  out = [np.asarray(fn(judge.params, rgb[i:i + batch])) for i in range(0, len(rgb), batch)]
   return np.concatenate(out).reshape(len(rgb), -1)
 
 
 @functools.lru_cache(maxsize=8)
-def _feature_fn(module, layer):
-  return jax.jit(lambda p, x: module.apply({'params': p}, x).blobs[layer])
+def _feature_fn(module, layer, space, resize):
+  return jax.jit(lambda p, x: module.apply({'params': p}, rgb_to_input(x, space, resize)
+                                           ).blobs[layer])
 
 
 def layer_codes(classify, params, rgb: np.ndarray, mean_bgr, layers: Sequence[str],

@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 from dgnam_jax.nets.caffenet import CaffeNet
 from dgnam_jax.nets.deepsim import CODE_SHAPES, DeePSimGenerator
+from dgnam_jax.nets.efficientnet_lite import CONFIGS as EFFICIENTNET_LITE, EfficientNetLite
 from dgnam_jax.nets.graph import CaffeGraph, NetOutputs
 from dgnam_jax.nets.small import CIFAR10_CONFIG, SmallCaffeNet
 from dgnam_jax.nets.small_gen import CIFAR10_GEN_CONFIG, SmallDeePSim
@@ -26,7 +27,8 @@ class NetInfo:
 
   Attributes:
     kind: 'classifier' or 'generator'.
-    prototxt: file name of the project's deploy prototxt (under dgnam_jax/nets/prototxt).
+    prototxt: file name of the project's deploy prototxt (under dgnam_jax/nets/prototxt); empty
+      for nets imported from PyTorch (``converters.torch_to_orbax``), which have none.
     input_size: (H, W) of the classifier input, or of the generator output.
     factory: builds the hand-written module from keyword args (dtype, precision), or None to run
       the generic :class:`CaffeGraph` on ``prototxt``.
@@ -64,6 +66,10 @@ NETS: dict[str, NetInfo] = {
                                  lambda **kw: SmallDeePSim(CIFAR10_GEN_CONFIG, **kw), 'fc6',
                                  'deconv0'),
 }
+# Real ImageNet-1k nets imported from PyTorch (dgnam_jax.nets.from_torch).
+for _name, _config in EFFICIENTNET_LITE.items():
+  NETS[_name] = NetInfo('classifier', '', (_config.image_size,) * 2,
+                        lambda _c=_config, **kw: EfficientNetLite(_c, **kw))
 
 
 def net_info(name: str) -> NetInfo:
@@ -78,5 +84,5 @@ def prototxt_text(name: str) -> str:
   return resources.files(__name__).joinpath('prototxt', net_info(name).prototxt).read_text()
 
 
-__all__ = ['CODE_SHAPES', 'CaffeGraph', 'CaffeNet', 'DeePSimGenerator', 'IMAGENET_MEAN_BGR',
+__all__ = ['CODE_SHAPES', 'CaffeGraph', 'CaffeNet', 'DeePSimGenerator', 'EfficientNetLite', 'IMAGENET_MEAN_BGR',
            'NETS', 'NetInfo', 'NetOutputs', 'net_info', 'prototxt_text']

@@ -103,6 +103,25 @@ class Pipeline:
     return self.classifier(clf_params, x)
 
 
+def rgb_to_input(rgb: jax.Array, space: ImageSpace, resize: str | None = None) -> jax.Array:
+  """uint8 (or float 0-255) RGB images (N, H, W, 3) -> a net's input in ``space``.
+
+  Images of another size than ``space.size`` are resized with ``resize`` (a ``jax.image.resize``
+  method, e.g. 'bilinear' for imported nets whose metadata asks for it); without it they are an
+  error. Caffe-space nets get exactly ``data.to_net_input``'s values (BGR minus the mean).
+  """
+  x = jnp.asarray(rgb).astype(jnp.float32)
+  if tuple(x.shape[1:3]) != tuple(space.size):
+    if not resize:
+      raise ValueError(f'images are {tuple(x.shape[1:3])}, the net takes {tuple(space.size)}')
+    x = jax.image.resize(x, (x.shape[0], *space.size, x.shape[3]), resize)
+  if space.channel_order == 'BGR':
+    x = x[..., ::-1]
+  if space.pixel_scale != 255.0:
+    x = x * (space.pixel_scale / 255.0)
+  return x - jnp.asarray(space.mean, jnp.float32)
+
+
 def space_from_metadata(meta: Mapping[str, Any], size: tuple[int, int] | None = None
                         ) -> ImageSpace:
   """The :class:`ImageSpace` a checkpoint's metadata describes (CHECKPOINTS.md)."""

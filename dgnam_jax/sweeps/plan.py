@@ -302,8 +302,6 @@ def plan_sweep(config: SweepConfig, argv: Sequence[str] = ()) -> Plan:
       different settings.
   """
   _check_config(config)
-  unit_list = units_lib.parse_units(config.units)
-  requests = units_lib.with_seeds(unit_list, config.seeds)
   dtype = DTYPES[config.dtype]
   recipe = config.recipe
   parameterization = recipe.parameterization
@@ -313,6 +311,9 @@ def plan_sweep(config: SweepConfig, argv: Sequence[str] = ()) -> Plan:
   else:
     pipe, gen_params, clf_params, gen_meta, clf_meta = load_pair(config.generator,
                                                                  config.classifier, dtype)
+  unit_list = units_lib.parse_units(units_lib.resolve_wnids(config.units,
+                                                            clf_meta.get('class_names')))
+  requests = units_lib.with_seeds(unit_list, config.seeds)
   objectives = [units_lib.objective_of(r, config.layer, config.objective, config.post_relu)
                 for r in requests]
   shapes = layer_shapes(pipe, clf_params, clf_meta, config.post_relu)

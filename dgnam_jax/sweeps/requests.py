@@ -8,6 +8,8 @@ names.
   ``0-9``        units 0 to 9 inclusive
   ``12@3x5``     conv channel 12 at row 3, column 5
   ``mean:12``    the spatial mean of conv channel 12 (``mean:0-9`` for a range)
+  ``n01443537``  the output unit of that WordNet id (nets whose class names start with wnids:
+                 ImageNet-1k nets, the Tiny ImageNet classifier)
   ``643+945``    the paper's two-unit blend a1 + a2 - gamma (a1 - a2)^2 (``12@3x5+4`` blends two
                  channels at one position; ``mean:3+mean:5`` two channel means)
 
@@ -93,6 +95,29 @@ def _term(text: str, item: str) -> tuple[int, tuple[int, int] | None, bool]:
   if mean and y is not None:
     raise ValueError(f'--units: {item!r}: a channel mean has no position')
   return int(unit), None if y is None else (int(y), int(x)), bool(mean)
+
+
+_WNID_TOKEN = re.compile(r'n\d{8}')
+
+
+def resolve_wnids(spec: str, class_names: Sequence[str] | None) -> str:
+  """Replaces every wnid in a ``--units`` string by its output index among ``class_names``
+  ('n01443537 goldfish, ...'); a wnid the net does not have is an error naming it."""
+  if not _WNID_TOKEN.search(spec):
+    return spec
+  index = {}
+  for i, name in enumerate(class_names or []):
+    m = _WNID.match(name)
+    if m:
+      index[m.group(1)] = i
+  if not index:
+    raise ValueError(f'--units: {spec!r} names wnids, but the classifier has no wnid class names')
+
+  def sub(m):
+    if m.group(0) not in index:
+      raise ValueError(f'--units: the classifier has no class {m.group(0)}')
+    return str(index[m.group(0)])
+  return _WNID_TOKEN.sub(sub, spec)
 
 
 def parse_units(spec: str) -> list[Request]:
