@@ -35,13 +35,13 @@ def forward_rgb(path: str, rgb: np.ndarray, batch: int = 32, where: str = 'image
     ValueError: images that are not uint8 (N, H, W, 3), or of the wrong size for a net that does
       not resize; a checkpoint that is not a classifier.
   """
-  module, params, meta = checkpoint.load_checkpoint(path)
-  if meta.get('kind') != 'classifier':
-    raise ValueError(f'{path} is not a classifier checkpoint (kind {meta.get("kind")!r})')
   rgb = np.asarray(rgb)
   if rgb.dtype != np.uint8 or rgb.ndim != 4 or rgb.shape[-1] != 3 or not len(rgb):
     raise ValueError(f'{where}: `images` must be uint8 RGB (N, H, W, 3), got {rgb.dtype} '
                      f'{rgb.shape}')
+  module, params, meta = checkpoint.load_checkpoint(path)
+  if meta.get('kind') != 'classifier':
+    raise ValueError(f'{path} is not a classifier checkpoint (kind {meta.get("kind")!r})')
   space = space_from_metadata(meta)
   resize = (meta.get('preprocessing') or {}).get('resize')
   if tuple(rgb.shape[1:3]) != tuple(space.size) and not resize:

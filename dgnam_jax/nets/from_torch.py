@@ -99,7 +99,9 @@ def metadata(net: str, module, source: str, source_sha: str) -> dict:
   x = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
   variables = jax.eval_shape(module.init, jax.random.PRNGKey(0), x)
   outs = jax.eval_shape(module.apply, variables, x)
-  layers = [{'name': k, 'shape': list(_caffe_order(v.shape))} for k, v in outs.layers.items()]
+  # In forward order (a pytree's dict keys come back sorted).
+  layers = [{'name': k, 'shape': list(_caffe_order(outs.layers[k].shape))}
+            for k in IMPORTABLE[net].config.layer_names()]
   class_file = resources.files('dgnam_jax.nets').joinpath(CLASS_LIST)
   return {
       'net': net, 'kind': 'classifier', 'prototxt': None,
