@@ -15,6 +15,7 @@ preprocessing candidate (torchvision's mean/std), which is how the preprocessing
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -38,6 +39,9 @@ _IMAGES = flags.DEFINE_integer('images', 10000, 'Val images for the accuracies.'
 _PARITY = flags.DEFINE_integer('parity_images', 64, 'Images for the logit parity.')
 _BATCH = flags.DEFINE_integer('batch', 50, 'Images per forward call.')
 _OUT = flags.DEFINE_string('out', 'reports/benchmarks/efficientnet_parity.json', 'JSON record.')
+_CACHE = flags.DEFINE_string('cache', 'runs/parity_cache', 'Per-chunk logits, so an interrupted '
+                             'run resumes (keyed by net, image selection and chunk).')
+_CHUNK = flags.DEFINE_integer('chunk', 500, 'Images per cached chunk.')
 _TORCHVISION = flags.DEFINE_integer('torchvision_images', 1000, 'Images for the preprocessing '
                                     'alternative (JAX only); 0 skips it.')
 
@@ -77,16 +81,31 @@ def main(argv):
     ref = EfficientNet.from_pretrained(TORCH_NAMES[net], weights_path=from_torch.registry_file(net))
     ref.eval()
     jl, tl, t_jax, t_torch = [], [], 0.0, 0.0
-    for i in range(0, len(rgb), _BATCH.value):
-      x = np.asarray(prep(rgb[i:i + _BATCH.value]))
-      t0 = time.perf_counter()
-      jl.append(np.asarray(fwd(params, x)))
-      t1 = time.perf_counter()
-      with torch.no_grad():
-        tl.append(ref(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy())
-      t2 = time.perf_counter()
-      t_jax, t_torch = t_jax + t1 - t0, t_torch + t2 - t1
-      print(f'{net}: {i + len(x)}/{len(rgb)}', file=sys.stderr, flush=True)
+    os.makedirs(_CACHE.value, exist_ok=True)
+    for start in range(0, len(rgb), _CHUNK.value):
+      idx = sel[start:start + _CHUNK.value]
+      key = hashlib.sha1(f'{net}|{meta["source"]["checkpoint"]["sha256"]}|{idx.tolist()}'.encode()
+                         ).hexdigest()[:16]
+      cached = os.path.join(_CACHE.value, f'{net}_{start:05d}_{key}.npz')
+      if os.path.exists(cached):
+        with np.load(cached) as z:
+          jl.append(z['jax']), tl.append(z['torch'])
+          t_jax, t_torch = t_jax + float(z['t_jax']), t_torch + float(z['t_torch'])
+        continue
+      cj, ct, tj, tt = [], [], 0.0, 0.0
+      for i in range(start, min(start + _CHUNK.value, len(rgb)), _BATCH.value):
+        x = np.asarray(prep(rgb[i:min(i + _BATCH.value, start + _CHUNK.value)]))
+        t0 = time.perf_counter()
+        cj.append(np.asarray(fwd(params, x)))
+        t1 = time.perf_counter()
+        with torch.no_grad():
+          ct.append(ref(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy())
+        tj, tt = tj + t1 - t0, tt + time.perf_counter() - t1
+      cj, ct = np.concatenate(cj), np.concatenate(ct)
+      files.atomic_save_npz(cached, {'jax': cj, 'torch': ct, 't_jax': tj, 't_torch': tt})
+      jl.append(cj), tl.append(ct)
+      t_jax, t_torch = t_jax + tj, t_torch + tt
+      print(f'{net}: {start + len(cj)}/{len(rgb)}', file=sys.stderr, flush=True)
     jl, tl = np.concatenate(jl), np.concatenate(tl)
     k = min(_PARITY.value, len(jl))
     rel = np.abs(jl[:k] - tl[:k]).max(1) / np.abs(tl[:k]).max(1)

@@ -88,7 +88,17 @@ def sha256_file(path: str) -> str:
 
 
 def _checkpoint_hashes(path: str) -> dict:
-  """sha256 of dgnam.json and one combined sha256 over (relative path, file hash) of params/."""
+  """sha256 of dgnam.json and one combined sha256 over (relative path, file hash) of params/.
+
+  A ``registry:<net>`` name is recorded as given (it names the net on every machine); its cached
+  conversion is what gets hashed.
+  """
+  shown = path
+  if path.startswith('registry:'):
+    from dgnam_jax.nets.checkpoint import resolve  # noqa: PLC0415 (files is below nets)
+    path = resolve(path)
+  else:
+    shown = relative_path(path)
   params = os.path.join(path, 'params')
   if not os.path.isdir(params):
     raise FileNotFoundError(f'{path} has no params/ directory')
@@ -100,7 +110,7 @@ def _checkpoint_hashes(path: str) -> dict:
     full = os.path.join(params, rel)
     combined.update(f'{rel}\0{sha256_file(full)}\n'.encode())
     total += os.path.getsize(full)
-  return {'path': relative_path(path),
+  return {'path': shown,
           'dgnam_json_sha256': sha256_file(os.path.join(path, 'dgnam.json')),
           'params_sha256': combined.hexdigest(), 'params_files': len(files),
           'params_bytes': total}

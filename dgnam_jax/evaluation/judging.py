@@ -93,10 +93,22 @@ class Judge:
     self.class_names = self.meta.get('class_names')
     self.columns = None
     if classes is not None:
-      self.columns = np.asarray(class_columns(self.class_names, classes, path))
-      self.class_names = [self.class_names[c] for c in self.columns]
+      self.restrict(classes)
     self._fn = jax.jit(lambda p, x: self.module.apply({'params': p}, self.prepare(x)
                                                       ).layers[self.layer])
+
+  def restrict(self, classes: Sequence[str]) -> None:
+    """From now on :meth:`logits` returns only ``classes``' columns (matched by wnid)."""
+    names = self.meta.get('class_names')
+    self.columns = np.asarray(class_columns(names, classes, self.path))
+    self.class_names = [names[c] for c in self.columns]
+
+  @property
+  def description(self) -> str:
+    n = len(self.meta.get('class_names') or [])
+    if self.columns is None:
+      return f'{n}-way'
+    return f'{len(self.columns)}-way (its {n} outputs restricted to the task\'s classes by wnid)'
 
   def prepare(self, rgb) -> jax.Array:
     """uint8 RGB (N, H, W, 3) -> the judge's input (resized where its metadata says so)."""
@@ -111,6 +123,16 @@ class Judge:
     out = np.concatenate([np.asarray(self._fn(self.params, rgb[i:i + batch]))
                           for i in range(0, len(rgb), batch)])
     return out if self.columns is None else out[:, self.columns]
+
+
+def task_judge(path: str, task_class_names: Sequence[str] | None) -> Judge:
+  """A judge for a task's class labels: an ImageNet-1k judge of a task with fewer classes named
+  by wnid (Tiny ImageNet's 200) is restricted to them, so the task's labels index its logits."""
+  judge = Judge(path)
+  names = judge.class_names or []
+  if task_class_names and len(names) != len(task_class_names):
+    judge.restrict(task_class_names)
+  return judge
 
 
 def class_columns(judge_names: Sequence[str] | None, classes: Sequence[str], path: str

@@ -40,12 +40,12 @@ def evaluate_runs(runs: Sequence[str], *, generator: str, classifier: str, judge
   log(f'loading the nets and {1 + len(extra_judge_paths)} judge(s)')
   pipe, gen_params, clf_params, _, clf_meta = load_pair(generator, classifier)
   mean = clf_meta['mean']['per_channel']
-  judge = judging.Judge(judge_path)
+  judge = judging.task_judge(judge_path, clf_meta.get('class_names'))
   extra_paths = {os.path.basename(os.path.normpath(p)): files.relative_path(p)
                  for p in extra_judge_paths}
   if len(extra_paths) != len(extra_judge_paths):
     raise ValueError(f'further judges need distinct folder names: {list(extra_judge_paths)}')
-  extra = {n: judging.Judge(p) for n, p in extra_paths.items()}
+  extra = {n: judging.task_judge(p, clf_meta.get('class_names')) for n, p in extra_paths.items()}
   log(f'reading {data_path}' + (f' (decoded-image cache {cache_dir})' if cache_dir else ''))
   train, test = data.load_dataset(data_path, cache_dir)
   everything = data.ImageSet(np.concatenate([train.images, test.images]),
@@ -55,7 +55,11 @@ def evaluate_runs(runs: Sequence[str], *, generator: str, classifier: str, judge
   record = {'command': command, 'generator': files.relative_path(generator),
             'classifier': files.relative_path(classifier), 'judge': files.relative_path(judge_path),
             'data': files.relative_path(data_path), 'runs': {},
+            'judge_classes': judge.description,
             **({'extra_judges': extra_paths} if extra_paths else {})}
+  record['judge_on_real'] = judge_on_real(judge, test)
+  log(f'the judge on {record["judge_on_real"]["images"]} real held-out images: top-1 '
+      f'{record["judge_on_real"]["top1"]:.3f}, top-5 {record["judge_on_real"]["top5"]:.3f}')
   cache: dict = {}  # dataset activations, training codes, real distances: shared by the runs
   log(f'one pass over {len(everything)} dataset images for the {len(runs)} runs ...')
   t = time.time()
@@ -92,6 +96,18 @@ def evaluate_runs(runs: Sequence[str], *, generator: str, classifier: str, judge
   files.atomic_write_text(os.path.join(out, 'metrics.json'),
                            json.dumps(_jsonable(record), indent=1))
   return _jsonable(record)
+
+
+def judge_on_real(judge: judging.Judge, test: data.ImageSet, max_images: int = 2000) -> dict:
+  """The judge's top-1/top-5 on real held-out images (an evenly strided subset of at most
+  ``max_images``): the scale its verdicts on synthetic images live on."""
+  idx = np.arange(0, len(test), max(1, -(-len(test) // max_images)))
+  logits = judge.logits(test.images[idx])
+  labels = test.labels[idx]
+  k5 = min(5, logits.shape[1])
+  return {'images': int(len(idx)), 'top1': float(judging.topk_hits(logits, labels, 1).mean()),
+          'top5': float(judging.topk_hits(logits, labels, k5).mean()),
+          'classes': judge.description}
 
 
 def _prefill(cache, runs, pipe, clf_params, mean, everything, train, output_layer, memo_layers):

@@ -29,8 +29,25 @@ METADATA_FILE = 'dgnam.json'
 PARAMS_DIR = 'params'
 
 
+REGISTRY_PREFIX = 'registry:'
+
+
 class CheckpointError(ValueError):
   """A checkpoint directory is missing, incomplete or inconsistent with its module."""
+
+
+def resolve(path: str) -> str:
+  """A checkpoint directory; ``registry:<net>`` (e.g. ``registry:efficientnet_lite2``) names a
+  real net shipped by a registry package, converted on first use into the cache
+  (:func:`dgnam_jax.nets.from_torch.cached_checkpoint`)."""
+  if not str(path).startswith(REGISTRY_PREFIX):
+    return path
+  from dgnam_jax.nets import from_torch  # noqa: PLC0415 (it imports this module)
+  name = path[len(REGISTRY_PREFIX):]
+  if name not in from_torch.IMPORTABLE:
+    raise CheckpointError(f'{path}: unknown registry net; valid: '
+                          + ', '.join(REGISTRY_PREFIX + n for n in sorted(from_torch.IMPORTABLE)))
+  return from_torch.cached_checkpoint(name)
 
 
 def build_module(metadata: Mapping[str, Any], dtype=jnp.float32, precision=None):
@@ -94,7 +111,8 @@ def save(path: str, params: Mapping[str, Any], metadata: Mapping[str, Any],
 
 
 def read_metadata(path: str) -> dict[str, Any]:
-  """Reads and checks ``dgnam.json`` of a checkpoint directory."""
+  """Reads and checks ``dgnam.json`` of a checkpoint directory (or ``registry:<net>``)."""
+  path = resolve(path)
   meta_path = os.path.join(path, METADATA_FILE)
   if not os.path.isdir(path):
     hint = ''
@@ -125,7 +143,8 @@ def load_checkpoint(path: str, dtype=jnp.float32, precision=None):
   """Loads a checkpoint back into ``(module, params, metadata)``.
 
   Args:
-    path: checkpoint directory (as written by ``converters.caffe_to_orbax`` or :func:`save`).
+    path: checkpoint directory (as written by ``converters.caffe_to_orbax`` or :func:`save`), or
+      ``registry:<net>`` for a registry net (:func:`resolve`).
     dtype: compute dtype of the returned module (parameters stay float32).
     precision: ``lax.Precision`` for the module's convolutions and matmuls.
 
@@ -137,7 +156,7 @@ def load_checkpoint(path: str, dtype=jnp.float32, precision=None):
     CheckpointError: if the directory is not a checkpoint, or the stored parameter names or
       shapes do not match the module.
   """
-  path = os.path.abspath(path)
+  path = os.path.abspath(resolve(path))
   meta = read_metadata(path)
   module = build_module(meta, dtype, precision)
   with ocp.StandardCheckpointer() as ckptr:

@@ -58,7 +58,8 @@ def resolve(values: Mapping[str, Any], config_path: str) -> dict:
   out = dict(values)
   for key in PATH_KEYS:
     value = out.get(key)
-    if isinstance(value, str) and value not in _NOT_PATHS and not os.path.isabs(value):
+    if (isinstance(value, str) and value not in _NOT_PATHS and not os.path.isabs(value)
+        and not value.startswith('registry:')):  # a registry net, not a file
       out[key] = os.path.normpath(os.path.join(base, value))
   return out
 

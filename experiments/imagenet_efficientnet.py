@@ -1,0 +1,136 @@
+r"""DGN-AM on a real ImageNet-1k net (EfficientNet-Lite1), judged by another (Lite2): one command.
+
+  python -m experiments.imagenet_efficientnet --out=runs/imagenet_efficientnet \
+      --data=../shared/data/tinyimagenet200_jpeg.npz --report=reports/imagenet_efficientnet.md
+
+Classes: ``--seen`` ImageNet-1k classes among the 200 Tiny ImageNet classes the generator was
+trained on and ``--unseen`` classes it never saw, each evenly spread over the label range
+(:func:`imagenet_units`). Sweeps (resumable, under ``--out``): each of ``--methods`` on the target
+net (``--target``) at ``--iters`` iterations, seed 0; and the reverse pairing (target
+``--reverse_target``, judged by ``--target``) on ``--reverse_classes`` of the seen classes.
+Then the evaluation: the judge's 1000-way top-1/top-5 (both display conventions; recognizability
+counts the worse one), the project's Tiny ResNet judge on the seen classes (200-way), KID in
+the judge's pooled features against real Tiny val images of the seen classes, M1 (the unit's
+logit over its maximum over Tiny val images) - every table split seen/unseen - and a grid with
+the methods side by side. ``--stage=synthesize`` stops after the sweeps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+from absl import app
+from absl import flags
+import numpy as np
+
+from dgnam_jax import cli, files
+from dgnam_jax.nets import from_torch
+from dgnam_jax.sweeps import run as sweep
+
+_OUT = flags.DEFINE_string('out', 'runs/imagenet_efficientnet', 'Root of the sweeps and metrics.')
+_DATA = flags.DEFINE_string('data', '../shared/data/tinyimagenet200_jpeg.npz', 'Tiny ImageNet '
+                            '(its wnids define the seen classes; its val images are the real '
+                            'reference).')
+_REPORT = flags.DEFINE_string('report', None, 'The Markdown report to write.')
+_METHODS = flags.DEFINE_list('methods', ['dgnam', 'fourier'], 'Methods, at the same budget.')
+_ITERS = flags.DEFINE_integer('iters', 200, 'Iterations of every method.', lower_bound=1)
+_SEEN = flags.DEFINE_integer('seen', 50, 'Classes among the generator\'s training classes.')
+_UNSEEN = flags.DEFINE_integer('unseen', 50, 'Classes the generator never saw.')
+_TARGET = flags.DEFINE_string('target', 'efficientnet_lite1', 'The visualized net (registry).')
+_JUDGE = flags.DEFINE_string('judge', 'efficientnet_lite2', 'The judge (registry).')
+_REVERSE = flags.DEFINE_integer('reverse_classes', 20, 'Seen classes of the reverse pairing '
+                                '(target and judge swapped); 0 skips it.')
+_TINY_JUDGE = flags.DEFINE_string('tiny_judge', 'checkpoints/tinyimagenet200/judge',
+                                  'Second judge of another family (Tiny classes only).')
+_FOURIER_LR = flags.DEFINE_float('fourier_lr', 0.05, 'Adam learning rate of `fourier` (Lucid\'s '
+                                 'default; the Tiny search found the same).')
+_BATCH = flags.DEFINE_integer('batch_per_device', 10, 'Requests per compiled call.')
+_STAGE = flags.DEFINE_enum('stage', 'all', ['synthesize', 'all'], 'Stop after the sweeps?')
+_CACHE_DIR = flags.DEFINE_string('cache_dir', 'runs/data_cache', 'Decoded-image cache.')
+
+
+def tiny_wnids(data_path: str) -> list[str]:
+  """The 200 wnids of the Tiny ImageNet pack, in its label order."""
+  with np.load(data_path, allow_pickle=False) as d:
+    if 'wnids' not in d.files:
+      raise ValueError(f'{data_path} has no wnids: not the Tiny ImageNet pack')
+    return [str(w) for w in d['wnids']]
+
+
+def imagenet_units(seen_wnids, n_seen: int, n_unseen: int) -> tuple[list[int], list[int]]:
+  """ImageNet-1k indices: ``n_seen`` of the given wnids' classes and ``n_unseen`` of the others,
+  each an even stride through its sorted list (so both spread over the label range)."""
+  index = from_torch.wnid_index()
+  seen = sorted(index[w] for w in seen_wnids)
+  unseen = sorted(set(range(len(index))) - set(seen))
+  if n_seen > len(seen) or n_unseen > len(unseen):
+    raise ValueError(f'at most {len(seen)} seen and {len(unseen)} unseen classes')
+  pick = lambda xs, n: xs[::max(1, len(xs) // n)][:n] if n else []  # noqa: E731
+  return pick(seen, n_seen), pick(unseen, n_unseen)
+
+
+def _log(message: str) -> None:
+  cli.say('imagenet_efficientnet', message)
+
+
+def _sweep(out: str, target: str, method: str, units: list[int], generator: str) -> str:
+  settings = dict(classifier=f'registry:{target}', layer='_fc', iters=_ITERS.value,
+                  units=','.join(map(str, units)), seeds=(0,), out=out,
+                  batch_per_device=_BATCH.value)
+  if method == 'dgnam':
+    settings['generator'] = generator
+  else:
+    settings.update(method=method, generator=None, lr=_FOURIER_LR.value)
+  t = time.time()
+  progress = cli.Progress('imagenet_efficientnet', 'requests')
+  sweep.run_sweep(sweep.config_with_preset('efficientnet_lite1', **settings),
+                  lambda p: progress(p.done, p.total, p.skipped, f'{os.path.basename(out)}: ',
+                                     p.saved))
+  _log(f'{out}: {time.time() - t:.0f} s')
+  return out
+
+
+def synthesize(out: str, seen: list[int], unseen: list[int]) -> dict[str, str]:
+  generator = sweep.preset_settings('efficientnet_lite1')['generator']
+  runs = {}
+  for method in _METHODS.value:
+    runs[f'{_TARGET.value}_{method}'] = _sweep(os.path.join(out, f'{_TARGET.value}_{method}'),
+                                               _TARGET.value, method, seen + unseen, generator)
+  if _REVERSE.value:
+    few = seen[::max(1, len(seen) // _REVERSE.value)][:_REVERSE.value]
+    for method in _METHODS.value:
+      name = f'{_JUDGE.value}_{method}'
+      runs[name] = _sweep(os.path.join(out, name), _JUDGE.value, method, few, generator)
+  return runs
+
+
+def _run() -> None:
+  out = os.path.abspath(_OUT.value)
+  seen, unseen = imagenet_units(tiny_wnids(_DATA.value), _SEEN.value, _UNSEEN.value)
+  os.makedirs(out, exist_ok=True)
+  files.atomic_write_text(os.path.join(out, 'units.json'),
+                          json.dumps({'seen': seen, 'unseen': unseen}) + '\n')
+  t = time.time()
+  runs = synthesize(out, seen, unseen)
+  _log(f'all sweeps: {time.time() - t:.0f} s')
+  if _STAGE.value == 'synthesize':
+    return
+  from experiments import imagenet_report  # noqa: PLC0415 (the evaluation stage only)
+  imagenet_report.evaluate_and_report(
+      runs, seen=seen, unseen=unseen, out=out, data_path=_DATA.value, report=_REPORT.value,
+      target=_TARGET.value, judge=_JUDGE.value, tiny_judge=_TINY_JUDGE.value,
+      cache_dir=_CACHE_DIR.value, log=_log,
+      command='python -m experiments.imagenet_efficientnet ' + ' '.join(sys.argv[1:]))
+
+
+def main(argv) -> int:
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  return cli.run('imagenet_efficientnet', _run)
+
+
+if __name__ == '__main__':
+  app.run(lambda argv: sys.exit(main(argv)))
