@@ -24,7 +24,8 @@ from dgnam_jax.sweeps import outputs
 from dgnam_jax.nets import checkpoint
 from dgnam_jax.synthesis import methods as methods_lib
 from dgnam_jax.synthesis import parameterizations
-from dgnam_jax.nets.pipeline import codes_from_caffe, rgb_to_input, space_from_metadata
+from dgnam_jax.nets.pipeline import (codes_from_caffe, rgb_to_input, space_from_metadata,
+                                     to_caffe_space)
 
 CONVENTIONS = ('original', 'photo')
 
@@ -63,7 +64,10 @@ def render_sweep(out_dir: str, pipe, gen_params, mean_bgr: Sequence[float],
   for row in rows:
     with Image.open(os.path.join(out_dir, row['image'])) as im:
       saved.append(np.asarray(im.convert('RGB')))
-  photo = np.stack([images.caffe_to_rgb_mean(x, mean_bgr) for x in raw])
+  display, space_mean = to_caffe_space(raw, pipe.classifier_space)
+  if display is not raw:  # another space than Caffe's: its own mean, not the given one
+    mean_bgr = space_mean
+  photo = np.stack([images.caffe_to_rgb_mean(x, mean_bgr) for x in display])
   return {'rows': rows, 'original': np.stack(saved), 'photo': photo, 'raw': raw}
 
 

@@ -103,6 +103,19 @@ class Pipeline:
     return self.classifier(clf_params, x)
 
 
+def to_caffe_space(x, space: ImageSpace):
+  """Images (..., H, W, 3) in ``space`` -> Caffe's display space (BGR, 0-255, mean subtracted),
+  and that space's per-channel BGR mean: what ``images.caffe_to_rgb_original`` /
+  ``caffe_to_rgb_mean`` draw. Caffe-space images come back unchanged (same bits)."""
+  mean = np.asarray(space.mean, np.float32) * (255.0 / space.pixel_scale)
+  if space.channel_order == 'BGR' and space.pixel_scale == 255.0:
+    return x, mean
+  x = np.asarray(x, np.float32) * np.float32(255.0 / space.pixel_scale)
+  if space.channel_order == 'RGB':
+    x, mean = x[..., ::-1], mean[::-1]
+  return x, mean
+
+
 def rgb_to_input(rgb: jax.Array, space: ImageSpace, resize: str | None = None) -> jax.Array:
   """uint8 (or float 0-255) RGB images (N, H, W, 3) -> a net's input in ``space``.
 

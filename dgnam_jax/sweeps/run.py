@@ -32,7 +32,7 @@ import numpy as np
 
 from dgnam_jax import files, images
 from dgnam_jax.nets.loading import load_pair
-from dgnam_jax.nets.pipeline import codes_to_caffe
+from dgnam_jax.nets.pipeline import codes_to_caffe, to_caffe_space
 from dgnam_jax.sweeps import configs, outputs
 from dgnam_jax.sweeps.plan import Plan, SweepConfig, default_chunk, plan_sweep
 from dgnam_jax.sweeps.requests import Request, parse_units
@@ -170,7 +170,7 @@ def _write_chunk(plan: Plan, k: int, idx: np.ndarray, res: Mapping[str, np.ndarr
                iterations=int(res['iterations'][j]), image=plan.rows[i]['name'] + '.png',
                code=code_path, code_index=j, final_code=final_path, chunk=k, index=int(i))
     images.save_image(os.path.join(plan.out, row['image']),
-                      images.caffe_to_rgb_original(res['images'][j]))
+                      images.caffe_to_rgb_original(_display(plan, res['images'][j])))
     if plan.gif[i]:
       row['gif'] = f'gifs/{row["name"]}.gif'
       # Frames: the start, then the code every gif_every updates.
@@ -178,11 +178,16 @@ def _write_chunk(plan: Plan, k: int, idx: np.ndarray, res: Mapping[str, np.ndarr
       draw = parameterizations.batch_renderer(plan.recipe.parameterization, plan.pipe)
       frames = np.asarray(draw(plan.gen_params, traj))
       outputs.write_gif(os.path.join(plan.out, row['gif']),
-                       [images.caffe_to_rgb_original(f) for f in frames])
+                       [images.caffe_to_rgb_original(_display(plan, f)) for f in frames])
     rows.append(row)
   files.atomic_save_npy(os.path.join(plan.out, code_path), codes_to_caffe(res['codes']))
   files.atomic_save_npy(os.path.join(plan.out, final_path), codes_to_caffe(res['final_codes']))
   return rows
+
+
+def _display(plan: Plan, x: np.ndarray) -> np.ndarray:
+  """A classifier-space image in Caffe's display space (unchanged for Caffe nets)."""
+  return to_caffe_space(x, plan.pipe.classifier_space)[0]
 
 
 def _meta(plan: Plan, previous: Mapping[str, Any] | None, chunks_done: int, chunks: int
