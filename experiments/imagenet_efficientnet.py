@@ -49,6 +49,8 @@ _FOURIER_LR = flags.DEFINE_float('fourier_lr', 0.05, 'Adam learning rate of `fou
                                  'default; the Tiny search found the same).')
 _BATCH = flags.DEFINE_integer('batch_per_device', 10, 'Requests per compiled call.')
 _STAGE = flags.DEFINE_enum('stage', 'all', ['synthesize', 'all'], 'Stop after the sweeps?')
+_VAL_IMAGES = flags.DEFINE_integer('val_images', 0, 'Tiny val images for M1 and KID (0: all '
+                                   '10,000; fewer for a quick check).', lower_bound=0)
 _CACHE_DIR = flags.DEFINE_string('cache_dir', 'runs/data_cache', 'Decoded-image cache.')
 
 
@@ -122,7 +124,7 @@ def _run() -> None:
   imagenet_report.evaluate_and_report(
       runs, seen=seen, unseen=unseen, out=out, data_path=_DATA.value, report=_REPORT.value,
       target=_TARGET.value, judge=_JUDGE.value, tiny_judge=_TINY_JUDGE.value,
-      cache_dir=_CACHE_DIR.value, log=_log,
+      cache_dir=_CACHE_DIR.value, log=_log, val_images=_VAL_IMAGES.value,
       command='python -m experiments.imagenet_efficientnet ' + ' '.join(sys.argv[1:]))
 
 

@@ -79,8 +79,13 @@ def bar_chart(path: str, title: str, groups: list[str], series: dict[str, list[f
   return path
 
 
-def _judge_reference(judge_path: str, who: str = 'the judge') -> str:
+def _judge_reference(judge_path: str, who: str = 'the judge', measured: dict | None = None
+                     ) -> str:
   """How often a judge recognizes real held-out images: the scale its scores live on."""
+  if measured:
+    return (f'For scale: {who} ({measured["classes"]}) classifies {_pct(measured["top1"])} '
+            f'(top-1) and {_pct(measured["top5"])} (top-5) of {measured["images"]} real '
+            'held-out images correctly (measured by this evaluation).')
   try:
     t = checkpoint.read_metadata(judge_path).get('training') or {}
   except (OSError, ValueError):  # CheckpointError is a ValueError
@@ -117,7 +122,7 @@ def render(metrics: dict, out_md: str, title: str, extra: list[str]) -> str:
   cls_runs = {k: v for k, v in runs.items() if 'judge' in v}
   if cls_runs:
     lines += ['## Recognizability by the judge (class units)', '',
-              _judge_reference(metrics['judge']), '',
+              _judge_reference(metrics['judge'], measured=metrics.get('judge_on_real')), '',
               *_recognizability({k: r['judge'] for k, r in cls_runs.items()}),
               '', '"stretch" is the saved image (the original\'s clip to ±120 and min-max '
               'stretch); "photo" is generator output + mean clipped to 0-255. Distinct: seeds of '
