@@ -30,7 +30,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from dgnam_jax import data, files  # noqa: E402
-from dgnam_jax.nets import checkpoint, from_torch  # noqa: E402
+from dgnam_jax.nets import checkpoint, from_torch, imagenet  # noqa: E402
 from dgnam_jax.nets.pipeline import rgb_to_input, space_from_metadata  # noqa: E402
 
 _NETS = flags.DEFINE_list('nets', ['efficientnet_lite1', 'efficientnet_lite2'], 'Nets to check.')
@@ -68,7 +68,7 @@ def main(argv):
   rng = np.random.default_rng(0)
   sel = np.sort(rng.permutation(len(val.images))[:_IMAGES.value])
   rgb, labels = val.images[sel], val.labels[sel]
-  columns = np.asarray([from_torch.wnid_index()[c.split()[0]] for c in val.class_names])
+  columns = np.asarray([imagenet.wnid_index()[c.split()[0]] for c in val.class_names])
   record = {'command': 'python benchmarks/efficientnet_parity.py ' + ' '.join(sys.argv[1:]),
             'device': jax.devices()[0].device_kind, 'jax': jax.__version__,
             'torch': torch.__version__, 'images': len(sel), 'nets': {}}

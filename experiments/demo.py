@@ -116,6 +116,8 @@ def main(argv) -> int:
   print(f'demo: open {page}')
   for _, sub, _ in runs:
     print(f'demo: {os.path.join(out, sub)}/ (manifest.json, grid.png, index.html)')
+  print('demo: DGN-AM on a real ImageNet-1k net (EfficientNet-Lite1): make demo-imagenet '
+        '(README, "Real ImageNet nets")')
   return 0
 
 

@@ -5,7 +5,7 @@ r"""DGN-AM on a real ImageNet-1k net (EfficientNet-Lite1), judged by another (Li
 
 Classes: ``--seen`` ImageNet-1k classes among the 200 Tiny ImageNet classes the generator was
 trained on and ``--unseen`` classes it never saw, each evenly spread over the label range
-(:func:`imagenet_units`). Sweeps (resumable, under ``--out``): each of ``--methods`` on the target
+(``dgnam_jax.nets.imagenet.split_units``). Sweeps (resumable, under ``--out``): each of ``--methods`` on the target
 net (``--target``) at ``--iters`` iterations, seed 0; and the reverse pairing (target
 ``--reverse_target``, judged by ``--target``) on ``--reverse_classes`` of the seen classes.
 Then the evaluation: the judge's 1000-way top-1/top-5 (both display conventions; recognizability
@@ -27,7 +27,7 @@ from absl import flags
 import numpy as np
 
 from dgnam_jax import cli, files
-from dgnam_jax.nets import from_torch
+from dgnam_jax.nets import imagenet
 from dgnam_jax.sweeps import run as sweep
 
 _OUT = flags.DEFINE_string('out', 'runs/imagenet_efficientnet', 'Root of the sweeps and metrics.')
@@ -60,18 +60,6 @@ def tiny_wnids(data_path: str) -> list[str]:
     if 'wnids' not in d.files:
       raise ValueError(f'{data_path} has no wnids: not the Tiny ImageNet pack')
     return [str(w) for w in d['wnids']]
-
-
-def imagenet_units(seen_wnids, n_seen: int, n_unseen: int) -> tuple[list[int], list[int]]:
-  """ImageNet-1k indices: ``n_seen`` of the given wnids' classes and ``n_unseen`` of the others,
-  each an even stride through its sorted list (so both spread over the label range)."""
-  index = from_torch.wnid_index()
-  seen = sorted(index[w] for w in seen_wnids)
-  unseen = sorted(set(range(len(index))) - set(seen))
-  if n_seen > len(seen) or n_unseen > len(unseen):
-    raise ValueError(f'at most {len(seen)} seen and {len(unseen)} unseen classes')
-  pick = lambda xs, n: xs[::max(1, len(xs) // n)][:n] if n else []  # noqa: E731
-  return pick(seen, n_seen), pick(unseen, n_unseen)
 
 
 def _log(message: str) -> None:
@@ -111,7 +99,7 @@ def synthesize(out: str, seen: list[int], unseen: list[int]) -> dict[str, str]:
 
 def _run() -> None:
   out = os.path.abspath(_OUT.value)
-  seen, unseen = imagenet_units(tiny_wnids(_DATA.value), _SEEN.value, _UNSEEN.value)
+  seen, unseen = imagenet.split_units(tiny_wnids(_DATA.value), _SEEN.value, _UNSEEN.value)
   os.makedirs(out, exist_ok=True)
   files.atomic_write_text(os.path.join(out, 'units.json'),
                           json.dumps({'seen': seen, 'unseen': unseen}) + '\n')

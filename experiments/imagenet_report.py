@@ -21,7 +21,7 @@ from PIL import Image
 from dgnam_jax import data, files
 from dgnam_jax.evaluation import judging, metrics
 from dgnam_jax.evaluation.runs import methods_grid
-from dgnam_jax.nets import from_torch
+from dgnam_jax.nets import imagenet
 from dgnam_jax.nets.loading import load_classifier_pipeline, load_pair
 from dgnam_jax.nets.pipeline import rgb_to_input
 from dgnam_jax.sweeps import outputs
@@ -69,7 +69,7 @@ def evaluate_run(run: str, *, target: str, judge: judging.Judge, tiny_judge: jud
   rendered, pipe, clf_params = _render(run, target, generator)
   rows = rendered['rows']
   units = np.asarray([r['unit'] for r in rows])
-  classes = from_torch.imagenet_classes()
+  classes = imagenet.imagenet_classes()
   hits = {}
   for conv in judging.CONVENTIONS:
     logits = judge.logits(rendered[conv])
@@ -122,7 +122,7 @@ def evaluate_and_report(runs: Mapping[str, str], *, seen: Sequence[int], unseen:
   judges = {target: judging.Judge(f'registry:{judge}'), judge: judging.Judge(f'registry:{target}')}
   tiny = judging.Judge(tiny_judge)
   seen_set = set(seen)
-  index = from_torch.wnid_index()
+  index = imagenet.wnid_index()
   seen_val = np.isin(np.asarray([index[n.split()[0]] for n in val.class_names])[val.labels],
                      list(seen_set))
   record = {'command': command, 'seen': list(seen), 'unseen': list(unseen), 'runs': {},

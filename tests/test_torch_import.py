@@ -23,7 +23,7 @@ from tests import torch_files as tf
 from dgnam_jax import torch_reader
 from dgnam_jax.evaluation import judging, scoring
 from dgnam_jax.nets import efficientnet_lite as effnet
-from dgnam_jax.nets import from_torch
+from dgnam_jax.nets import from_torch, imagenet
 from dgnam_jax.sweeps import requests
 from dgnam_jax.torch_reader import TorchFormatError
 
@@ -300,7 +300,7 @@ def test_units_by_wnid():
 
 
 def test_class_list_is_the_sorted_ilsvrc_order():
-  classes = from_torch.imagenet_classes()
+  classes = imagenet.imagenet_classes()
   wnids = [w for w, _ in classes]
   assert len(wnids) == 1000 == len(set(wnids)) and wnids == sorted(wnids)
   assert classes[0] == ('n01440764', 'tench') and classes[281][0] == 'n02123045'

