@@ -83,9 +83,9 @@ def _judge_reference(judge_path: str, who: str = 'the judge', measured: dict | N
                      ) -> str:
   """How often a judge recognizes real held-out images: the scale its scores live on."""
   if measured:
-    return (f'For scale: {who} ({measured["classes"]}) classifies {_pct(measured["top1"])} '
-            f'(top-1) and {_pct(measured["top5"])} (top-5) of {measured["images"]} real '
-            'held-out images correctly (measured by this evaluation).')
+    return (f'For scale: {who} classifies {_pct(measured["top1"])} (top-1) and '
+            f'{_pct(measured["top5"])} (top-5) of {measured["images"]} real held-out images '
+            f'correctly ({measured["classes"]}; measured by this evaluation).')
   try:
     t = checkpoint.read_metadata(judge_path).get('training') or {}
   except (OSError, ValueError):  # CheckpointError is a ValueError
