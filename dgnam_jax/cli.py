@@ -98,3 +98,17 @@ def run(prog: str, action: Callable[[], str | None], resumable: bool = True) -> 
   if message:
     print(message)
   return 0
+
+
+def absl_main(prog: str, action: Callable[[], str | None], resumable: bool = True
+              ) -> Callable[[list[str]], int]:
+  """The ``main(argv)`` of a runner that takes no positional arguments: :func:`run` on ``action``.
+
+  Use as ``main = cli.absl_main('prog', _run)`` and ``app.run(lambda a: sys.exit(main(a)))``.
+  """
+  def main(argv) -> int:
+    if len(argv) > 1:
+      from absl import app  # noqa: PLC0415 (only runners need it)
+      raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+    return run(prog, action, resumable)
+  return main

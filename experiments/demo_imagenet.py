@@ -68,10 +68,7 @@ def _run() -> str:
           f'{os.path.join(config.out, "index.html")}')
 
 
-def main(argv) -> int:
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  return cli.run('demo_imagenet', _run)
+main = cli.absl_main('demo_imagenet', _run)
 
 
 if __name__ == '__main__':

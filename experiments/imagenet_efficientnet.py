@@ -116,10 +116,7 @@ def _run() -> None:
       command='python -m experiments.imagenet_efficientnet ' + ' '.join(sys.argv[1:]))
 
 
-def main(argv) -> int:
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  return cli.run('imagenet_efficientnet', _run)
+main = cli.absl_main('imagenet_efficientnet', _run)
 
 
 if __name__ == '__main__':
