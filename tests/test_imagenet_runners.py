@@ -1,0 +1,55 @@
+"""The real-ImageNet runners: class splits, batch choice, and (slow) the demo end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from dgnam_jax.nets import imagenet
+from experiments.demo_imagenet import generator_wnids, least_padding_batch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GENERATOR = os.path.join(ROOT, 'checkpoints', 'tinyimagenet200', 'generator')
+
+
+def test_split_units_spreads_seen_and_unseen_classes():
+  wnids = generator_wnids(GENERATOR)
+  assert len(wnids) == 200
+  seen, unseen = imagenet.split_units(wnids, 10, 10)
+  index = imagenet.wnid_index()
+  seen_all = {index[w] for w in wnids}
+  assert len(set(seen)) == 10 and set(seen) <= seen_all
+  assert len(set(unseen)) == 10 and not set(unseen) & seen_all
+  assert max(seen) > 800 and max(unseen) > 800 and min(seen) < 100 and min(unseen) < 100
+  with pytest.raises(ValueError, match='at most 200 seen'):
+    imagenet.split_units(wnids, 201, 0)
+  with pytest.raises(ValueError, match='not ImageNet-1k wnids'):
+    imagenet.split_units(['n00000000'], 1, 0)
+
+
+def test_least_padding_batch():
+  assert least_padding_batch([0, 1, 2, 3], range(2, 6)) == 4  # one call of 4 rows
+  assert least_padding_batch([0, 10, 20, 30], range(5, 11)) == 7  # 10 would take 4 calls
+  units = [1, 128, 313, 400, 463, 543, 655, 760, 849, 929, 0, 91, 185, 270, 377, 489]
+  b = least_padding_batch(units)
+  calls = max(sum(1 for u in units if u % b == r) for r in range(b))
+  assert calls * b <= 4 * len(units)
+
+
+@pytest.mark.slow
+def test_demo_imagenet_end_to_end(tmp_path):
+  """make demo-imagenet's runner (needs the `imagenet` extra; make test-slow installs it)."""
+  out = tmp_path / 'imagenet'
+  r = subprocess.run([sys.executable, '-m', 'experiments.demo_imagenet', f'--out={out}',
+                      '--classes=2', '--iters=2'], cwd=ROOT, capture_output=True, text=True,
+                     timeout=1800)
+  assert r.returncode == 0, r.stderr[-2000:]
+  with open(out / 'manifest.json') as f:
+    rows = json.load(f)['rows']
+  assert [row['unit'] for row in rows] == [1, 0]  # goldfish (seen), tench (unseen)
+  assert rows[0]['wnid'] == 'n01443537' and rows[0]['layer'] == '_fc'
+  assert (out / 'index.html').exists() and (out / 'grid.png').exists()
