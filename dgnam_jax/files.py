@@ -41,10 +41,15 @@ def atomic_save_npy(path: str, array) -> str:
 
 
 def atomic_save_npz(path: str, arrays: Mapping[str, np.ndarray]) -> str:
-  """Saves named arrays as one .npz atomically (never pickled)."""
+  """Saves named arrays as one .npz atomically (object arrays are refused, never pickled)."""
+  arrays = {k: np.asarray(v) for k, v in arrays.items()}
+  for k, v in arrays.items():
+    if v.dtype == object or k in ('file', 'allow_pickle'):
+      raise ValueError(f'{path}: array {k!r} cannot be saved without pickling or clashes with '
+                       'np.savez\'s own arguments')
   with images.atomic_path(path, '.npz') as tmp:
     with open(tmp, 'wb') as f:
-      np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
+      np.savez(f, **arrays)
   return path
 
 

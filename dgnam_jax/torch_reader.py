@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import collections
 import io
+import math
 import os
 import pickle
 import pickletools
@@ -48,46 +49,92 @@ class TorchFormatError(ValueError):
   """A PyTorch checkpoint that is malformed, truncated or refers to a forbidden global."""
 
 
-class _StorageType:
+MAX_DIMS = 8
+
+
+class _Frozen:
+  """Base of the stand-ins the unpickler hands out: no ``__dict__`` and no ``__setstate__``
+  that accepts anything, so a pickle's BUILD opcode cannot rewrite them (they are shared by
+  every load in the process)."""
+  __slots__ = ()
+
+  def __setstate__(self, state):
+    raise TypeError('the pickle tries to set the state of a tensor, storage or function')
+
+
+class _StorageType(_Frozen):
   """Stand-in for ``torch.<X>Storage``: carries only the element dtype."""
+  __slots__ = ('name', 'dtype')
 
   def __init__(self, name: str):
     self.name = name
     self.dtype = np.dtype(STORAGE_DTYPES[name])
 
 
-class _Storage:
+class _Storage(_Frozen):
   """A storage declared by the pickle; its bytes are attached later."""
+  __slots__ = ('key', 'dtype', 'numel', 'data')
 
   def __init__(self, key: str, dtype: np.dtype, numel: int):
     self.key, self.dtype, self.numel = key, dtype, numel
     self.data: np.ndarray | None = None
 
 
-class _TensorRef:
+class _TensorRef(_Frozen):
   """What ``_rebuild_tensor_v2`` described: a strided view of a storage."""
+  __slots__ = ('storage', 'offset', 'size', 'stride')
 
   def __init__(self, storage, offset, size, stride):
     self.storage, self.offset, self.size, self.stride = storage, offset, size, stride
 
 
-def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False,
-                       backward_hooks=None, metadata=None):
-  del requires_grad, backward_hooks, metadata
-  if not isinstance(storage, _Storage):
-    raise TypeError('a tensor whose storage is not a persistent storage')
-  return _TensorRef(storage, storage_offset, tuple(size), tuple(stride))
+def _int_tuple(value, what: str) -> tuple[int, ...]:
+  if not isinstance(value, tuple) or len(value) > MAX_DIMS or not all(
+      type(v) is int and 0 <= v < 2**40 for v in value):  # noqa: E721 (bool is not a size)
+    raise TypeError(f'{what} must be a tuple of at most {MAX_DIMS} non-negative ints')
+  return value
 
 
-def _rebuild_parameter(data, requires_grad=False, backward_hooks=None):
-  del requires_grad, backward_hooks
-  return data
+class _RebuildTensor(_Frozen):
+  """Stand-in for ``torch._utils._rebuild_tensor_v2``: records the view, checks its fields."""
+  __slots__ = ()
+
+  def __call__(self, storage, storage_offset, size, stride, requires_grad=False,
+               backward_hooks=None, metadata=None):
+    del requires_grad, backward_hooks, metadata
+    if not isinstance(storage, _Storage):
+      raise TypeError('a tensor whose storage is not a persistent storage')
+    if type(storage_offset) is not int or storage_offset < 0:  # noqa: E721
+      raise TypeError('a tensor offset must be a non-negative int')
+    size, stride = _int_tuple(size, 'size'), _int_tuple(stride, 'stride')
+    if len(size) != len(stride):
+      raise TypeError(f'size {size} and stride {stride} differ in length')
+    return _TensorRef(storage, storage_offset, size, stride)
+
+
+class _RebuildParameter(_Frozen):
+  """Stand-in for ``torch._utils._rebuild_parameter``: the parameter's tensor."""
+  __slots__ = ()
+
+  def __call__(self, data, requires_grad=False, backward_hooks=None):
+    del requires_grad, backward_hooks
+    if not isinstance(data, _TensorRef):
+      raise TypeError('a parameter that is not a tensor')
+    return data
+
+
+class _StateDict(collections.OrderedDict):
+  """``collections.OrderedDict`` as the unpickler builds it: BUILD state (PyTorch's
+  ``_metadata``) is accepted and dropped."""
+
+  def __setstate__(self, state):
+    del state
 
 
 _ALLOWED = {
-    ('collections', 'OrderedDict'): collections.OrderedDict,
-    ('torch._utils', '_rebuild_tensor_v2'): _rebuild_tensor_v2,
-    ('torch._utils', '_rebuild_parameter'): _rebuild_parameter,
+    ('collections', 'OrderedDict'): _StateDict,
+    ('torch._utils', '_rebuild_tensor_v2'): _RebuildTensor(),
+    ('torch._utils', '_rebuild_parameter'): _RebuildParameter(),
     **{('torch', name): _StorageType(name) for name in STORAGE_DTYPES},
 }
 
@@ -164,9 +211,16 @@ class _Unpickler(pickle.Unpickler):
         or not isinstance(pid[1], _StorageType)):
       raise TorchFormatError(f'{self.where}: unsupported persistent id {pid!r:.80}')
     _, stype, key, _location, numel = pid[:5]
+    if len(pid) > 5 and pid[5] is not None:
+      raise TorchFormatError(f'{self.where}: storage {key!r} is a legacy storage view; '
+                             'unsupported')
+    if type(numel) is not int or not 0 <= numel < 2**40:  # noqa: E721
+      raise TorchFormatError(f'{self.where}: storage {key!r} declares {numel!r} elements')
     key = str(key)
     if key not in self.storages:
-      self.storages[key] = _Storage(key, stype.dtype, int(numel))
+      self.storages[key] = _Storage(key, stype.dtype, numel)
+    elif (self.storages[key].dtype, self.storages[key].numel) != (stype.dtype, numel):
+      raise TorchFormatError(f'{self.where}: storage {key!r} is declared twice, differently')
     return self.storages[key]
 
 
@@ -203,6 +257,7 @@ def _split_pickles(f, where: str, count: int) -> list[bytes]:
 
 
 def _read_legacy(path: str) -> tuple[Any, dict[str, _Storage]]:
+  size = os.path.getsize(path)
   with open(path, 'rb') as f:
     magic, protocol, sys_info, main, keys = _split_pickles(f, path, 5)
     if _unpickle(magic, path) != LEGACY_MAGIC:
@@ -223,6 +278,10 @@ def _read_legacy(path: str) -> tuple[Any, dict[str, _Storage]]:
       if len(head) < 8:
         raise TorchFormatError(f'{path}: truncated: storage {key} is missing')
       (numel,) = struct.unpack('<q', head)
+      left = size - f.tell()
+      if numel < 0 or numel * s.dtype.itemsize > left:
+        raise TorchFormatError(f'{path}: truncated or corrupt: storage {key} declares {numel} '
+                               f'elements, {left} bytes are left')
       if numel != s.numel:
         raise TorchFormatError(f'{path}: storage {key} holds {numel} elements, the pickle '
                                f'declares {s.numel}')
@@ -260,11 +319,15 @@ def _read_zip(path: str) -> tuple[Any, dict[str, _Storage]]:
         name = f'{prefix}data/{key}'
         if name not in names:
           raise TorchFormatError(f'{path}: storage {key} is missing ({name})')
+        want = s.numel * s.dtype.itemsize
+        if zf.getinfo(name).file_size != want:  # checked before reading: no zip bombs
+          raise TorchFormatError(f'{path}: storage {key} has {zf.getinfo(name).file_size} '
+                                 f'bytes, its tensors declare {want}')
         raw = zf.read(name)
-        if len(raw) < s.numel * s.dtype.itemsize:
-          raise TorchFormatError(f'{path}: truncated: storage {key} has {len(raw)} of '
-                                 f'{s.numel * s.dtype.itemsize} bytes')
-        s.data = np.frombuffer(raw[:s.numel * s.dtype.itemsize], s.dtype.newbyteorder(order))
+        if len(raw) != want:
+          raise TorchFormatError(f'{path}: truncated: storage {key} has {len(raw)} of {want} '
+                                 'bytes')
+        s.data = np.frombuffer(raw, s.dtype.newbyteorder(order))
     except (zipfile.BadZipFile, EOFError, OSError, zlib_error()) as e:
       raise TorchFormatError(f'{path}: truncated or corrupt zip checkpoint ({e})') from None
   return obj, storages
@@ -278,14 +341,15 @@ def zlib_error():
 def _materialize(ref: _TensorRef, where: str, key: str) -> np.ndarray:
   s = ref.storage
   size, stride = ref.size, ref.stride
-  if len(size) != len(stride) or any(n < 0 for n in size) or any(st < 0 for st in stride):
-    raise TorchFormatError(f'{where}: key {key!r}: bad size {size} / stride {stride}')
-  extent = ref.offset + sum((n - 1) * st for n, st in zip(size, stride)) + 1
-  if int(np.prod(size)) == 0:
+  count = math.prod(size)
+  if count == 0:
     return np.zeros(size, s.dtype)
-  if ref.offset < 0 or extent > s.numel or s.data is None:
-    raise TorchFormatError(f'{where}: key {key!r}: tensor of size {size} reaches element '
-                           f'{extent} of a storage of {s.numel}')
+  extent = ref.offset + sum((n - 1) * st for n, st in zip(size, stride)) + 1
+  # A view never has more elements than its storage here: state dicts hold no expanded (stride
+  # 0) tensors, and the bound stops a small file from asking for a huge copy.
+  if extent > s.numel or count > s.numel or s.data is None:
+    raise TorchFormatError(f'{where}: key {key!r}: tensor of size {size} (stride {stride}, '
+                           f'offset {ref.offset}) does not fit its storage of {s.numel}')
   item = s.data.dtype.itemsize
   view = np.lib.stride_tricks.as_strided(s.data[ref.offset:], shape=size,
                                          strides=tuple(st * item for st in stride),

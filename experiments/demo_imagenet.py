@@ -19,11 +19,10 @@ import time
 
 from absl import app
 from absl import flags
-import numpy as np
 
 from dgnam_jax import cli
-from dgnam_jax.nets import checkpoint, imagenet
-from dgnam_jax.synthesis.batching import slot_keys_of
+from dgnam_jax.nets import imagenet
+from dgnam_jax.synthesis import batching
 from dgnam_jax.sweeps import run as sweep
 
 _OUT = flags.DEFINE_string('out', 'out/demo/imagenet', 'Output directory.')
@@ -34,31 +33,15 @@ _ITERS = flags.DEFINE_integer('iters', 100, 'Iterations (the preset has 200).', 
 PRESET = 'efficientnet_lite1'
 
 
-def least_padding_batch(units, candidates=range(4, 25)) -> int:
-  """The batch (rows per call) that computes the fewest rows for these units at seed 0.
-
-  A request's slot is its key mod the batch, so units sharing a residue take separate calls;
-  the batch that minimises calls x batch wastes the least (ties: the larger batch)."""
-  keys = slot_keys_of(units, [0] * len(units))
-  cost = {b: int(np.bincount(keys % b).max()) * b for b in candidates}
-  return min(cost, key=lambda b: (cost[b], -b))
-
-
-def generator_wnids(generator: str) -> list[str]:
-  """wnids of the classes the generator's encoder (the Tiny classifier) was trained on."""
-  meta = checkpoint.read_metadata(os.path.join(generator, '..', 'classifier'))
-  return [n.split()[0] for n in meta.get('class_names') or []]
-
-
 def _run() -> str:
   t0 = time.time()
   generator = sweep.preset_settings(PRESET)['generator']
-  seen, unseen = imagenet.split_units(generator_wnids(generator), _CLASSES.value // 2,
+  seen, unseen = imagenet.split_units(imagenet.encoder_wnids(generator), _CLASSES.value // 2,
                                 _CLASSES.value - _CLASSES.value // 2)
   units = seen + unseen
   config = sweep.config_with_preset(PRESET, out=os.path.abspath(_OUT.value), seeds=(0,),
                                     units=','.join(map(str, units)), iters=_ITERS.value,
-                                    batch_per_device=least_padding_batch(units))
+                                    batch_per_device=batching.least_padding_batch(units))
   progress = cli.Progress('demo_imagenet', 'images')
   manifest = sweep.run_sweep(config, lambda p: progress(p.done, p.total, p.skipped,
                                                         saved=p.saved), argv=sys.argv)

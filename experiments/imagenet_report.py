@@ -56,9 +56,12 @@ def _render(run: str, target: str, generator: str | None):
 
 
 def _split_scores(hits: Mapping[str, np.ndarray], mask: np.ndarray) -> dict:
+  """Per split: each convention's accuracy and the worse (lower) of the two."""
   out = {'images': int(mask.sum())}
   for k, v in hits.items():
     out[k] = float(v[mask].mean()) if mask.any() else float('nan')
+  for k in ('top1', 'top5'):
+    out[f'{k}_worse'] = min(out[f'{k}_original'], out[f'{k}_photo'])
   return out
 
 
@@ -75,16 +78,16 @@ def evaluate_run(run: str, *, target: str, judge: judging.Judge, tiny_judge: jud
     logits = judge.logits(rendered[conv])
     hits[f'top1_{conv}'] = judging.topk_hits(logits, units, 1)
     hits[f'top5_{conv}'] = judging.topk_hits(logits, units, 5)
-  hits['top1_worse'] = hits['top1_original'] & hits['top1_photo']
-  hits['top5_worse'] = hits['top5_original'] & hits['top5_photo']
   fn = jax.jit(lambda p, x: pipe.classify(p, x).layers['_fc'])
   acts = np.concatenate([np.asarray(fn(clf_params, rendered['raw'][i:i + 20]))
                          for i in range(0, len(rows), 20)])
-  m1 = acts[np.arange(len(rows)), units] / np.asarray([maxima[u] for u in units])
+  best = np.asarray([maxima[u] for u in units])
+  # M1 needs a positive reference; a unit whose logit never exceeds 0 on the real images has none.
+  m1 = np.where(best > 0, acts[np.arange(len(rows)), units] / np.where(best > 0, best, 1), np.nan)
   is_seen = np.isin(units, list(seen))
   res = {'seen': _split_scores(hits, is_seen), 'unseen': _split_scores(hits, ~is_seen)}
   for split, mask in (('seen', is_seen), ('unseen', ~is_seen)):
-    res[split]['m1_median'] = float(np.median(m1[mask])) if mask.any() else float('nan')
+    res[split]['m1_median'] = float(np.nanmedian(m1[mask])) if mask.any() else float('nan')
   if is_seen.any():
     tiny_labels = np.asarray([wnid_to_tiny[classes[u][0]] for u in units[is_seen]])
     for conv in judging.CONVENTIONS:
@@ -99,9 +102,9 @@ def evaluate_run(run: str, *, target: str, judge: judging.Judge, tiny_judge: jud
       syn = judge_features(judge, rendered[conv][is_seen])
       if min(len(syn), len(real_feats)) >= 2:  # KID's unbiased estimate needs two of each
         res['seen'][f'kid_{conv}'] = metrics.kid(syn, real_feats)
-  res['per_image'] = [{'unit': int(u), 'top1_worse': bool(a), 'top5_worse': bool(b),
-                       'm1': float(m)} for u, a, b, m in zip(units, hits['top1_worse'],
-                                                              hits['top5_worse'], m1)]
+  res['per_image'] = [{'unit': int(u), 'top1_stretch': bool(a), 'top1_photo': bool(b),
+                       'm1': float(m)} for u, a, b, m in zip(units, hits['top1_original'],
+                                                              hits['top1_photo'], m1)]
   return res, {'rows': rows, 'original': _resize(rendered['original'], TILE)}
 
 
@@ -113,6 +116,8 @@ def evaluate_and_report(runs: Mapping[str, str], *, seen: Sequence[int], unseen:
 
   ``val_images``: use an evenly strided subset of the Tiny val images (0: all; smoke tests).
   """
+  if target == judge:
+    raise ValueError(f'the judge must not be the visualized net ({target})')
   t0 = time.time()
   val = data.load_npz(data_path, 'val', cache_dir)
   if val_images:
@@ -192,6 +197,14 @@ def write_report(record: Mapping, path: str, fig_dir: str) -> str:
       lines.append(f'| {name} | {split} | {r["images"]} | {_pct(r["top1_worse"])} | '
                    f'{_pct(r["top5_worse"])} | {_pct(r["top1_original"])} | '
                    f'{_pct(r["top1_photo"])} | {tiny_j} | {kid} | {r["m1_median"]:.2f} |')
+  lines += ['', 'Recognizability: the judge\'s 1000-way top-1/top-5 under the worse (lower) of the '
+            'two display conventions (the sweep\'s stretched PNG, the photographic mean + clip). '
+            'KID: in the judge\'s pooled features against real Tiny ImageNet val photos of the '
+            'seen classes (64 px photos resized to the judge\'s input, as DGN-AM\'s 64 px '
+            'images are; Fourier images are drawn at the target\'s full resolution). M1: the '
+            'unit\'s logit over its largest logit on the Tiny val photos (for unseen classes '
+            'those photos show other classes, so their M1 is not comparable with the seen '
+            'classes\').']
   lines += ['', f'![seen classes]({rel}/grid_seen.png)', '',
             f'![unseen classes]({rel}/grid_unseen.png)', '']
   files.atomic_write_text(path, '\n'.join(lines) + '\n')

@@ -104,10 +104,10 @@ def _run() -> None:
   base = sweep.preset_settings(_PRESET.value)
   if _BASE_ITERS.value:
     base = dict(base, iters=_BASE_ITERS.value)
-  judge = judging.Judge(_JUDGE.value)
   nets_ = {'generator': _GENERATOR.value or base['generator'],
            'classifier': _CLASSIFIER.value or base['classifier']}
   pipe, gen_params, _, _, clf_meta = load_pair(nets_['generator'], nets_['classifier'])
+  judge = judging.task_judge(_JUDGE.value, clf_meta.get('class_names'))
   mean = clf_meta['mean']['per_channel']
   out = os.path.abspath(_OUT.value)
   os.makedirs(out, exist_ok=True)

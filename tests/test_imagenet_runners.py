@@ -10,14 +10,14 @@ import sys
 import pytest
 
 from dgnam_jax.nets import imagenet
-from experiments.demo_imagenet import generator_wnids, least_padding_batch
+from dgnam_jax.synthesis.batching import least_padding_batch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GENERATOR = os.path.join(ROOT, 'checkpoints', 'tinyimagenet200', 'generator')
 
 
 def test_split_units_spreads_seen_and_unseen_classes():
-  wnids = generator_wnids(GENERATOR)
+  wnids = imagenet.encoder_wnids(GENERATOR)
   assert len(wnids) == 200
   seen, unseen = imagenet.split_units(wnids, 10, 10)
   index = imagenet.wnid_index()

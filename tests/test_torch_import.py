@@ -304,3 +304,39 @@ def test_class_list_is_the_sorted_ilsvrc_order():
   wnids = [w for w, _ in classes]
   assert len(wnids) == 1000 == len(set(wnids)) and wnids == sorted(wnids)
   assert classes[0] == ('n01440764', 'tench') and classes[281][0] == 'n02123045'
+
+
+def test_build_cannot_rewrite_the_allow_listed_stand_ins(tmp_path):
+  """BUILD on an allow-listed global would otherwise poison every later load in the process."""
+  p = pickle
+  data = (p.PROTO + b'\x02' + p.GLOBAL + b'torch\nFloatStorage\n' + p.EMPTY_DICT
+          + p.SHORT_BINUNICODE + b'\x05dtype' + p.SHORT_BINUNICODE + b'\x01x' + p.SETITEM
+          + p.BUILD + p.STOP)
+  with pytest.raises(TorchFormatError, match=r'poison\.pth'):
+    torch_reader._unpickle(data, 'poison.pth')
+  assert torch_reader._ALLOWED[('torch', 'FloatStorage')].dtype == np.float32
+  state = {'w': np.ones(3, np.float32)}
+  np.testing.assert_array_equal(
+      torch_reader.load_state_dict(tf.write(str(tmp_path / 'ok.pth'), state, 'zip'))['w'],
+      state['w'])
+
+
+@pytest.mark.parametrize('size,stride', [((6_000_000_000,), (0,)), ((100_000, 100_000), (1, 1))])
+def test_a_small_file_cannot_ask_for_a_huge_tensor(tmp_path, size, stride):
+  s = tf.Storage('1', np.zeros(4, np.float32))
+  obj = collections.OrderedDict(w=tf.Tensor(s, 0, size, stride))
+  path = tmp_path / 'bomb.pth'
+  path.write_bytes(tf.zip_bytes(obj, [s]))
+  with pytest.raises(TorchFormatError, match=r"bomb\.pth: key 'w'.*does not fit"):
+    torch_reader.load_state_dict(str(path))
+
+
+def test_legacy_storage_header_is_checked_against_the_file(tmp_path):
+  s = tf.Storage('1', np.zeros(4, np.float32))
+  obj = collections.OrderedDict(w=tf.Tensor(s, 0, (4,), (1,)))
+  data = bytearray(tf.legacy_bytes(obj, [s]))
+  data[-16 - 8:-16] = (-5).to_bytes(8, 'little', signed=True)  # the storage's element count
+  path = tmp_path / 'neg.pth'
+  path.write_bytes(bytes(data))
+  with pytest.raises(TorchFormatError, match=r'neg\.pth: truncated or corrupt: storage 1'):
+    torch_reader.load_state_dict(str(path))

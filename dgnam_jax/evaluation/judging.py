@@ -130,27 +130,32 @@ class Judge:
 
 
 def task_judge(path: str, task_class_names: Sequence[str] | None) -> Judge:
-  """A judge for a task's class labels: an ImageNet-1k judge of a task with fewer classes named
-  by wnid (Tiny ImageNet's 200) is restricted to them, so the task's labels index its logits."""
+  """A judge for a task's class labels. When both the judge's and the task's classes are named
+  by wnid ('n01443537 goldfish') and differ (an ImageNet-1k judge of Tiny ImageNet's 200
+  classes, or the same classes in another order), the judge is restricted to the task's classes
+  in the task's order, so the task's labels index its logits; otherwise it is used as it is."""
   judge = Judge(path)
-  names = judge.class_names or []
-  if task_class_names and len(names) != len(task_class_names):
-    judge.restrict(task_class_names)
+  names = list(judge.class_names or [])
+  task = list(task_class_names or [])
+  if names and task and names != task and all(_wnid(n) for n in names + task):
+    judge.restrict(task)
   return judge
+
+
+def _wnid(name) -> str | None:
+  w = str(name).split()[0] if name else ''
+  return w if len(w) == 9 and w[0] == 'n' and w[1:].isdigit() else None
 
 
 def class_columns(judge_names: Sequence[str] | None, classes: Sequence[str], path: str
                   ) -> list[int]:
   """The judge's output index of each task class, matched by wnid ('n01443537 ...')."""
-  def wnid(name):
-    w = str(name).split()[0] if name else ''
-    return w if len(w) == 9 and w[0] == 'n' and w[1:].isdigit() else None
-  index = {wnid(n): i for i, n in enumerate(judge_names or []) if wnid(n)}
+  index = {_wnid(n): i for i, n in enumerate(judge_names or []) if _wnid(n)}
   out = []
   for c in classes:
-    if wnid(c) not in index:
+    if _wnid(c) not in index:
       raise ValueError(f'judge {path} has no class for {c!r} (classes are matched by wnid)')
-    out.append(index[wnid(c)])
+    out.append(index[_wnid(c)])
   return out
 
 

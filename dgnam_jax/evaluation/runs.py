@@ -57,9 +57,10 @@ def evaluate_runs(runs: Sequence[str], *, generator: str, classifier: str, judge
             'data': files.relative_path(data_path), 'runs': {},
             'judge_classes': judge.description,
             **({'extra_judges': extra_paths} if extra_paths else {})}
-  record['judge_on_real'] = judge_on_real(judge, test)
-  log(f'the judge on {record["judge_on_real"]["images"]} real held-out images: top-1 '
-      f'{record["judge_on_real"]["top1"]:.3f}, top-5 {record["judge_on_real"]["top5"]:.3f}')
+  if judge.resize or tuple(test.images.shape[1:3]) == tuple(judge.size):
+    record['judge_on_real'] = judge_on_real(judge, test)
+    log(f'the judge on {record["judge_on_real"]["images"]} real held-out images: top-1 '
+        f'{record["judge_on_real"]["top1"]:.3f}, top-5 {record["judge_on_real"]["top5"]:.3f}')
   cache: dict = {}  # dataset activations, training codes, real distances: shared by the runs
   log(f'one pass over {len(everything)} dataset images for the {len(runs)} runs ...')
   t = time.time()

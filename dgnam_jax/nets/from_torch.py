@@ -33,6 +33,8 @@ from dgnam_jax.torch_reader import TorchFormatError, load_state_dict
 # by measured accuracy on Tiny ImageNet val (BUILD_NOTES): torchvision's per-channel mean/std
 # gave 13.8 points less top-1 (200-way) on the same 1000 images.
 LITE_PIXEL_SCALE = 255.0 / 128.0
+# Part of the cache folder's name: a change to the import (folding, metadata) converts anew.
+CONVERTER_VERSION = 1
 LITE_MEAN = 127.0 / 128.0
 
 
@@ -138,9 +140,21 @@ def import_torch(net: str, path: str, out: str,
   if log:
     log(f'read {len(state)} tensors from {path}; folding batch norms')
   params = effnet.fold_state_dict(config, state)
+  for layer, leaves in _flat(params):
+    if not all(np.isfinite(v).all() for v in leaves.values()):
+      raise TorchFormatError(f'{path}: folding the batch norm of {layer!r} gives NaN or Inf '
+                             '(a negative running_var?)')
   module = effnet.EfficientNetLite(config)
   meta = metadata(net, module, path, files.sha256_file(path))
   return checkpoint.save(out, params, meta)
+
+
+def _flat(params, prefix=''):
+  for k, v in params.items():
+    if 'kernel' in v:
+      yield prefix + k, v
+    else:
+      yield from _flat(v, f'{prefix}{k}.')
 
 
 def registry_file(net: str) -> str:
@@ -169,7 +183,7 @@ def cached_checkpoint(net: str, log: Callable[[str], None] | None = None) -> str
   """
   info = IMPORTABLE[net]
   src = registry_file(net)
-  out = os.path.join(cache_dir(), f'{net}-{info.sha256[:12]}')
+  out = os.path.join(cache_dir(), f'{net}-{info.sha256[:12]}-v{CONVERTER_VERSION}')
   if os.path.isdir(out):
     return out
   sha = files.sha256_file(src)
@@ -180,7 +194,7 @@ def cached_checkpoint(net: str, log: Callable[[str], None] | None = None) -> str
     log(f'converting {net} from {info.package} into {out} (once)')
   try:
     return import_torch(net, src, out, log)
-  except checkpoint.CheckpointError:
-    if os.path.isdir(out):  # another process converted it meanwhile
+  except (checkpoint.CheckpointError, OSError):
+    if os.path.isdir(os.path.join(out, 'params')):  # another process converted it meanwhile
       return out
     raise

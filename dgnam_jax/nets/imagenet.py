@@ -7,6 +7,7 @@ names the source, version and sha256) is what imported ImageNet nets' logits are
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Sequence
 from importlib import resources
 
@@ -26,6 +27,14 @@ def imagenet_classes() -> tuple[tuple[str, str], ...]:
 def wnid_index() -> dict[str, int]:
   """wnid -> ImageNet-1k index."""
   return {w: i for i, (w, _) in enumerate(imagenet_classes())}
+
+
+def encoder_wnids(generator_dir: str) -> list[str]:
+  """wnids of the classes a project-trained generator's encoder classifier was trained on
+  (its ``../classifier`` checkpoint: Tiny ImageNet's 200), from the class names' first words."""
+  from dgnam_jax.nets import checkpoint  # noqa: PLC0415 (keeps this module light to import)
+  meta = checkpoint.read_metadata(os.path.join(generator_dir, '..', 'classifier'))
+  return [n.split()[0] for n in meta.get('class_names') or []]
 
 
 def split_units(seen_wnids: Sequence[str], n_seen: int, n_unseen: int
