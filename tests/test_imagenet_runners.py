@@ -53,3 +53,16 @@ def test_demo_imagenet_end_to_end(tmp_path):
   assert [row['unit'] for row in rows] == [1, 0]  # goldfish (seen), tench (unseen)
   assert rows[0]['wnid'] == 'n01443537' and rows[0]['layer'] == '_fc'
   assert (out / 'index.html').exists() and (out / 'grid.png').exists()
+
+
+def test_registry_file_falls_back_to_a_weights_folder(tmp_path, monkeypatch):
+  """On a machine without the registry package (an accelerator without a package index)."""
+  from dgnam_jax.nets import from_torch  # pylint: disable=import-outside-toplevel
+  monkeypatch.setattr(from_torch.importlib.util, 'find_spec', lambda name: None)
+  monkeypatch.delenv('DGNAM_JAX_WEIGHTS', raising=False)
+  with pytest.raises(FileNotFoundError, match='DGNAM_JAX_WEIGHTS'):
+    from_torch.registry_file('efficientnet_lite1')
+  (tmp_path / 'efficientnet-lite1-77cc7160.pth').write_bytes(b'x')
+  monkeypatch.setenv('DGNAM_JAX_WEIGHTS', str(tmp_path))
+  assert from_torch.registry_file('efficientnet_lite1') == str(
+      tmp_path / 'efficientnet-lite1-77cc7160.pth')

