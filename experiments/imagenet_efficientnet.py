@@ -12,7 +12,8 @@ Then the evaluation: the judge's 1000-way top-1/top-5 (both display conventions;
 counts the worse one), the project's Tiny ResNet judge on the seen classes (200-way), KID in
 the judge's pooled features against real Tiny val images of the seen classes, M1 (the unit's
 logit over its maximum over Tiny val images) - every table split seen/unseen - and a grid with
-the methods side by side. ``--stage=synthesize`` stops after the sweeps.
+the methods side by side. ``--stage=synthesize`` stops after the sweeps; ``--stage=report``
+rewrites the report from an earlier evaluation (e.g. with new ``--extra_md`` notes).
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ import time
 
 from absl import app
 from absl import flags
+import jax
 import numpy as np
 
 from dgnam_jax import cli, files
 from dgnam_jax.nets import imagenet
+from dgnam_jax.sweeps import outputs
 from dgnam_jax.sweeps import run as sweep
 
 _OUT = flags.DEFINE_string('out', 'runs/imagenet_efficientnet', 'Root of the sweeps and metrics.')
@@ -48,9 +51,14 @@ _TINY_JUDGE = flags.DEFINE_string('tiny_judge', 'checkpoints/tinyimagenet200/jud
 _FOURIER_LR = flags.DEFINE_float('fourier_lr', 0.05, 'Adam learning rate of `fourier` (Lucid\'s '
                                  'default; the Tiny search found the same).')
 _BATCH = flags.DEFINE_integer('batch_per_device', 10, 'Requests per compiled call.')
-_STAGE = flags.DEFINE_enum('stage', 'all', ['synthesize', 'all'], 'Stop after the sweeps?')
+_STAGE = flags.DEFINE_enum('stage', 'all', ['synthesize', 'all', 'report'], '`synthesize` '
+                           'stops after the sweeps; `report` only rewrites the report from '
+                           '<out>/metrics.json and the grids of an earlier evaluation.')
+_EXTRA_MD = flags.DEFINE_list('extra_md', [], 'Markdown files appended to the report (notes).')
 _VAL_IMAGES = flags.DEFINE_integer('val_images', 0, 'Tiny val images for M1 and KID (0: all '
                                    '10,000; fewer for a quick check).', lower_bound=0)
+TIMINGS = 'timings.json'  # synthesis wall times per sweep, beside the sweeps
+
 _CACHE_DIR = flags.DEFINE_string('cache_dir', 'runs/data_cache', 'Decoded-image cache.')
 
 
@@ -74,13 +82,40 @@ def _sweep(out: str, target: str, method: str, units: list[int], generator: str)
     settings['generator'] = generator
   else:
     settings.update(method=method, generator=None, lr=_FOURIER_LR.value)
+  before = _rows_done(out)
   t = time.time()
   progress = cli.Progress('imagenet_efficientnet', 'requests')
   sweep.run_sweep(sweep.config_with_preset('efficientnet_lite1', **settings),
                   lambda p: progress(p.done, p.total, p.skipped, f'{os.path.basename(out)}: ',
                                      p.saved))
-  _log(f'{out}: {time.time() - t:.0f} s')
+  seconds = time.time() - t
+  _log(f'{out}: {seconds:.0f} s')
+  if _rows_done(out) > before:  # a resumed, already finished sweep adds no time
+    record_time(os.path.dirname(out), os.path.basename(out), seconds, _rows_done(out) - before)
   return out
+
+
+def _rows_done(out: str) -> int:
+  manifest = outputs.read_manifest(out) if os.path.isdir(out) else None
+  return len(manifest['rows']) if manifest else 0
+
+
+def record_time(root: str, name: str, seconds: float, requests: int) -> None:
+  """Adds one stretch of synthesis to ``<root>/timings.json`` (sessions of a resumed sweep add
+  up), with the machine it ran on: the report's wall times."""
+  path = os.path.join(root, TIMINGS)
+  timings = {}
+  if os.path.exists(path):
+    with open(path) as f:
+      timings = json.load(f)
+  entry = timings.setdefault(name, {'seconds': 0.0, 'requests': 0, 'machines': []})
+  entry['seconds'] = round(entry['seconds'] + seconds, 1)
+  entry['requests'] += requests
+  machine = f'{os.cpu_count()}-core CPU' if jax.default_backend() == 'cpu' else (
+      f'{jax.device_count()} x {jax.devices()[0].device_kind}')
+  if machine not in entry['machines']:
+    entry['machines'].append(machine)
+  files.atomic_write_text(path, json.dumps(timings, indent=1) + '\n')
 
 
 def synthesize(out: str, seen: list[int], unseen: list[int]) -> dict[str, str]:
@@ -97,8 +132,25 @@ def synthesize(out: str, seen: list[int], unseen: list[int]) -> dict[str, str]:
   return runs
 
 
+def _rewrite_report(out: str) -> None:
+  from experiments import imagenet_report  # noqa: PLC0415
+  if not _REPORT.value:
+    raise app.UsageError('--stage=report needs --report')
+  path = os.path.join(out, 'metrics.json')
+  if not os.path.exists(path):
+    raise ValueError(f'{path}: no evaluation to report (run --stage=all first)')
+  with open(path) as f:
+    record = json.load(f)
+  fig_dir = os.path.splitext(_REPORT.value)[0] + '_figures'
+  imagenet_report.write_report(record, _REPORT.value, fig_dir, _EXTRA_MD.value)
+  _log(f'wrote {_REPORT.value}')
+
+
 def _run() -> None:
   out = os.path.abspath(_OUT.value)
+  if _STAGE.value == 'report':
+    _rewrite_report(out)
+    return
   seen, unseen = imagenet.split_units(tiny_wnids(_DATA.value), _SEEN.value, _UNSEEN.value)
   os.makedirs(out, exist_ok=True)
   files.atomic_write_text(os.path.join(out, 'units.json'),
@@ -113,7 +165,8 @@ def _run() -> None:
       runs, seen=seen, unseen=unseen, out=out, data_path=_DATA.value, report=_REPORT.value,
       target=_TARGET.value, judge=_JUDGE.value, tiny_judge=_TINY_JUDGE.value,
       cache_dir=_CACHE_DIR.value, log=_log, val_images=_VAL_IMAGES.value,
-      command='python -m experiments.imagenet_efficientnet ' + ' '.join(sys.argv[1:]))
+      command='python -m experiments.imagenet_efficientnet ' + ' '.join(sys.argv[1:]),
+      extra_md=_EXTRA_MD.value)
 
 
 main = cli.absl_main('imagenet_efficientnet', _run)

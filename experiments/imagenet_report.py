@@ -111,7 +111,8 @@ def evaluate_run(run: str, *, target: str, judge: judging.Judge, tiny_judge: jud
 def evaluate_and_report(runs: Mapping[str, str], *, seen: Sequence[int], unseen: Sequence[int],
                         out: str, data_path: str, report: str | None, target: str, judge: str,
                         tiny_judge: str, cache_dir: str | None, log: Callable[[str], None],
-                        command: str, val_images: int = 0) -> dict:
+                        command: str, val_images: int = 0,
+                        extra_md: Sequence[str] = ()) -> dict:
   """Evaluates the real-net sweeps, writes ``<out>/metrics.json``, grids and the report.
 
   ``val_images``: use an evenly strided subset of the Tiny val images (0: all; smoke tests).
@@ -163,9 +164,13 @@ def evaluate_and_report(runs: Mapping[str, str], *, seen: Sequence[int], unseen:
       methods_grid(os.path.join(fig_dir, f'grid_{split}.png'), sub, output_layer='_fc',
                    seeds=(0,), scale=1, max_classes=25)
   record['eval_s'] = round(time.time() - t0, 1)
+  timings = os.path.join(out, 'timings.json')  # written by the synthesis stage
+  if os.path.exists(timings):
+    with open(timings) as f:
+      record['synthesis'] = {n: t for n, t in json.load(f).items() if n in runs}
   files.atomic_write_text(os.path.join(out, 'metrics.json'), json.dumps(record, indent=1) + '\n')
   if report:
-    write_report(record, report, fig_dir)
+    write_report(record, report, fig_dir, extra_md)
   return record
 
 
@@ -178,12 +183,60 @@ def _pct(v) -> str:
   return 'n/a' if v is None or v != v else f'{100 * v:.1f} %'
 
 
-def write_report(record: Mapping, path: str, fig_dir: str) -> str:
-  """The Markdown report (its figures are already in ``fig_dir``, beside it)."""
+def verdict(record: Mapping) -> list[str]:
+  """Which method wins, per pairing (runs named ``<target>_<method>``) and split: the judge's
+  top-5 and top-1 under the worse convention, and KID (seen classes; lower is better)."""
+  lines = []
+  for target, judge in record['judges'].items():
+    runs = {n[len(target) + 1:]: r for n, r in record['runs'].items()
+            if n.startswith(target + '_')}
+    if len(runs) < 2:
+      continue
+    for split in ('seen', 'unseen'):
+      rs = {m: r[split] for m, r in runs.items() if r[split]['images']}
+      if len(rs) < 2:
+        continue
+      parts = []
+      for key, label in (('top5_worse', 'top-5'), ('top1_worse', 'top-1')):
+        ranked = sorted(rs, key=lambda m: -rs[m][key])
+        best, second = ranked[0], ranked[1]
+        if rs[best][key] == rs[second][key]:
+          parts.append(f'{label}: a tie at {_pct(rs[best][key])}')
+        else:
+          parts.append(f'{label}: **{best}** ({_pct(rs[best][key])} vs '
+                       f'{second} {_pct(rs[second][key])})')
+      kids = {m: r['kid_photo']['kid'] for m, r in rs.items() if 'kid_photo' in r}
+      if len(kids) >= 2:
+        best = min(kids, key=kids.get)
+        others = ', '.join(f'{m} {v:.3f}' for m, v in kids.items() if m != best)
+        parts.append(f'KID (photo, lower is better): **{best}** ({kids[best]:.3f} vs {others})')
+      n = next(iter(rs.values()))['images']
+      lines.append(f'- {target} judged by {judge.split(":")[-1]}, {split} classes ({n}): '
+                   + '; '.join(parts) + '.')
+  return lines
+
+
+def _timings(record: Mapping) -> list[str]:
+  syn = record.get('synthesis') or {}
+  if not syn:
+    return []
+  lines = ['| sweep | requests | wall s | s per request | machine |', '|---|---|---|---|---|']
+  for name, t in syn.items():
+    lines.append(f'| {name} | {t["requests"]} | {t["seconds"]:.0f} | '
+                 f'{t["seconds"] / max(1, t["requests"]):.1f} | {", ".join(t["machines"])} |')
+  return ['## Synthesis wall times', '', *lines, '',
+          'Sweeps resumed over several runs add their stretches; a shared CPU makes a stretch '
+          'slower.', '']
+
+
+def write_report(record: Mapping, path: str, fig_dir: str, extra_md: Sequence[str] = ()) -> str:
+  """The Markdown report (its figures are already in ``fig_dir``, beside it); ``extra_md``
+  files are appended verbatim (notes by eye, commands)."""
   rel = os.path.basename(fig_dir)
   lines = ['# DGN-AM on real ImageNet nets (EfficientNet-Lite)', '',
            f'Produced by `{record["command"]}`; evaluation {record["eval_s"]:.0f} s on this CPU.',
-           '', '| run | split | images | judge top-1 (worse) | judge top-5 (worse) | top-1 stretch '
+           '', '## Which method wins under the real judge', '', *verdict(record), '',
+           '## Every number', '', '| run | split | images | judge top-1 (worse) | judge top-5 (worse) | top-1 stretch '
            '| top-1 photo | Tiny judge top-1 / top-5 (photo) | KID photo (seen) | M1 median |',
            '|---|---|---|---|---|---|---|---|---|---|']
   for name, res in record['runs'].items():
@@ -205,7 +258,13 @@ def write_report(record: Mapping, path: str, fig_dir: str) -> str:
             'unit\'s logit over its largest logit on the Tiny val photos (for unseen classes '
             'those photos show other classes, so their M1 is not comparable with the seen '
             'classes\').']
-  lines += ['', f'![seen classes]({rel}/grid_seen.png)', '',
+  lines += ['', *_timings(record), '## Grids', '',
+            'One row per class (25 of each split, evenly spaced over the label range), one column '
+            'per method of the target net, seed 0, each image as its sweep saved it.', '',
+            f'![seen classes]({rel}/grid_seen.png)', '',
             f'![unseen classes]({rel}/grid_unseen.png)', '']
+  for extra in extra_md:
+    with open(extra) as f:
+      lines += [f.read().strip(), '']
   files.atomic_write_text(path, '\n'.join(lines) + '\n')
   return path

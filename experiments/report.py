@@ -108,6 +108,19 @@ def _recognizability(scores: dict[str, dict]) -> list[str]:
   return lines
 
 
+def _winner(scores: dict[str, dict]) -> str:
+  """Which run the judge recognizes most, counting each run under its worse display convention."""
+  def worse(j, k):
+    return min(j[f'{k}_original'], j[f'{k}_photo'])
+  best5 = max(scores, key=lambda n: (worse(scores[n], 'top5'), worse(scores[n], 'top1')))
+  best1 = max(scores, key=lambda n: (worse(scores[n], 'top1'), worse(scores[n], 'top5')))
+  line = (f'**Winner under this judge** (each run counted under its worse display convention): '
+          f'top-5 `{best5}` ({_pct(worse(scores[best5], "top5"))})')
+  if best1 != best5:
+    return line + f'; top-1 `{best1}` ({_pct(worse(scores[best1], "top1"))}).'
+  return line + f', also top-1 ({_pct(worse(scores[best1], "top1"))}).'
+
+
 def render(metrics: dict, out_md: str, title: str, extra: list[str]) -> str:
   """The report's Markdown; figures are written next to ``out_md``."""
   fig_dir = os.path.splitext(out_md)[0] + '_figures'
@@ -126,7 +139,8 @@ def render(metrics: dict, out_md: str, title: str, extra: list[str]) -> str:
               *_recognizability({k: r['judge'] for k, r in cls_runs.items()}),
               '', '"stretch" is the saved image (the original\'s clip to ±120 and min-max '
               'stretch); "photo" is generator output + mean clipped to 0-255. Distinct: seeds of '
-              'a class whose images differ by a mean absolute difference < 20/255 count once.', '']
+              'a class whose images differ by a mean absolute difference < 20/255 count once.', '',
+              _winner({k: r['judge'] for k, r in cls_runs.items()}), '']
     for jname, jpath in (metrics.get('extra_judges') or {}).items():
       lines += [f'### The same images by the further judge `{jname}`', '',
                 _judge_reference(jpath, f'`{jname}`') + f' Checkpoint: `{jpath}`.', '',
@@ -150,7 +164,8 @@ def render(metrics: dict, out_md: str, title: str, extra: list[str]) -> str:
              f'{"/".join(map(str, sizes))} (each run\'s images column above)')
     lines += ['', f'KID: {k["subsets"]} subsets of {k["subset_size"]} images, '
               f'{n_syn} synthetic vs {k["n_real"]} held-out real images of the same '
-              'classes, in the judge\'s pool5 features. Memorization ratio: distance to the '
+              f'classes, in the judge\'s {metrics.get("judge_features", "pool5")} features. '
+              'Memorization ratio: distance to the '
               'nearest training image of the class (pixels) over the median nearest-neighbour '
               'distance between training images of the class (≈ 0: a copy; ≥ 1: novel). n/a: '
               'a one-seed run has no seed pairs.', '']

@@ -133,3 +133,15 @@ def test_methods_grid_spreads_at_most_max_classes(tmp_path, monkeypatch):
   assert got['tiles'][0].shape == (96, 96, 3)  # 8 px tiles enlarged to ~96 px
   # Run b lacks classes >= 10: blank tiles keep the lines aligned.
   assert got['labels'][-1] == 'c42 s1: b' and got['tiles'][-1].min() == 255
+
+
+def test_report_winner_counts_the_worse_convention():
+  from experiments import report  # pylint: disable=import-outside-toplevel
+
+  def scores(t1o, t1p, t5o, t5p):
+    return {'top1_original': t1o, 'top1_photo': t1p, 'top5_original': t5o, 'top5_photo': t5p}
+  # 'a' leads on the photo convention only; under the worse convention 'b' wins top-5.
+  line = report._winner({'a': scores(0.1, 0.9, 0.2, 1.0), 'b': scores(0.3, 0.3, 0.5, 0.5)})
+  assert 'top-5 `b` (50.0 %)' in line and 'also top-1 (30.0 %)' in line
+  line = report._winner({'a': scores(0.4, 0.4, 0.45, 0.45), 'b': scores(0.3, 0.3, 0.5, 0.5)})
+  assert 'top-5 `b` (50.0 %)' in line and 'top-1 `a` (40.0 %)' in line

@@ -66,3 +66,38 @@ def test_registry_file_falls_back_to_a_weights_folder(tmp_path, monkeypatch):
   monkeypatch.setenv('DGNAM_JAX_WEIGHTS', str(tmp_path))
   assert from_torch.registry_file('efficientnet_lite1') == str(
       tmp_path / 'efficientnet-lite1-77cc7160.pth')
+
+
+def _split(images, top1, top5, kid=None):
+  r = {'images': images, 'top1_worse': top1, 'top5_worse': top5, 'top1_original': top1,
+       'top1_photo': top1, 'm1_median': 0.5}
+  if kid is not None:
+    r['kid_photo'] = {'kid': kid}
+  return r
+
+
+def test_imagenet_report_names_the_winner_and_adds_up_wall_times(tmp_path):
+  from experiments import imagenet_efficientnet, imagenet_report  # pylint: disable=import-outside-toplevel
+  imagenet_efficientnet.record_time(str(tmp_path), 'a_dgnam', 100.0, 60)
+  imagenet_efficientnet.record_time(str(tmp_path), 'a_dgnam', 50.0, 40)  # a resumed sweep
+  with open(tmp_path / imagenet_efficientnet.TIMINGS) as f:
+    timings = json.load(f)
+  assert timings['a_dgnam']['seconds'] == 150.0 and timings['a_dgnam']['requests'] == 100
+  record = {'command': 'x', 'eval_s': 1.0, 'synthesis': timings,
+            'judges': {'a': 'registry:b', 'b': 'registry:a'},
+            'runs': {'a_dgnam': {'seen': _split(50, 0.1, 0.3, 0.2), 'unseen': _split(50, .2, .2)},
+                     'a_fourier': {'seen': _split(50, 0.2, 0.2, 0.1),
+                                   'unseen': _split(50, .2, .2)},
+                     'b_dgnam': {'seen': _split(20, 0.0, 0.1), 'unseen': _split(0, 0, 0)}}}
+  lines = imagenet_report.verdict(record)
+  assert len(lines) == 2  # b has one method: no comparison
+  assert 'top-5: **dgnam** (30.0 % vs fourier 20.0 %)' in lines[0]
+  assert 'top-1: **fourier**' in lines[0] and 'KID (photo, lower is better): **fourier**' in lines[0]
+  assert 'unseen classes (50): top-5: a tie at 20.0 %' in lines[1]
+  notes = tmp_path / 'notes.md'
+  notes.write_text('## By eye\n\nblobs\n')
+  path = imagenet_report.write_report(record, str(tmp_path / 'r.md'), str(tmp_path / 'r_figures'),
+                                      [str(notes)])
+  text = open(path).read()
+  assert '| a_dgnam | 100 | 150 | 1.5 |' in text and text.rstrip().endswith('blobs')
+  assert '| b_dgnam | unseen |' not in text  # an empty split has no row

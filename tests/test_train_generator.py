@@ -272,6 +272,7 @@ def test_evaluate_and_report_runners(tiny, tmp_path):
   text = (tmp_path / 'r' / 'tiny.md').read_text()
   assert '| syn | 6 |' in text and '| pix | 3 |' in text
   assert 'For scale: the judge classifies' in text  # its accuracy on real images, from metadata
+  assert '**Winner under this judge**' in text and "the judge's pool5 features" in text
   assert 'further judge `judge_twin`' in text and 'For scale: `judge_twin` classifies' in text
   assert (tmp_path / 'r' / 'tiny_figures' / 'headline.png').exists()
   assert (tmp_path / 'r' / 'tiny_figures' / 'methods_grid.png').exists() and 'Fig. S17' in text

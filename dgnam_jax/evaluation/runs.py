@@ -55,7 +55,7 @@ def evaluate_runs(runs: Sequence[str], *, generator: str, classifier: str, judge
   record = {'command': command, 'generator': files.relative_path(generator),
             'classifier': files.relative_path(classifier), 'judge': files.relative_path(judge_path),
             'data': files.relative_path(data_path), 'runs': {},
-            'judge_classes': judge.description,
+            'judge_classes': judge.description, 'judge_features': judge.features_layer,
             **({'extra_judges': extra_paths} if extra_paths else {})}
   if judge.resize or tuple(test.images.shape[1:3]) == tuple(judge.size):
     record['judge_on_real'] = judge_on_real(judge, test)
