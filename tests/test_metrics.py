@@ -64,3 +64,28 @@ def test_mean_pairwise_distance_per_group():
   f = np.array([[0.0, 0.0], [3.0, 4.0], [0.0, 0.0], [1.0, 0.0], [7.0, 7.0]])
   d = metrics.mean_pairwise_distance(f, ['a', 'a', 'b', 'b', 'c'])
   assert d == {'mean': pytest.approx(3.0), 'groups': 2}  # (5 + 1) / 2; 'c' has one image
+
+
+def test_checkerboard_energy_sees_strided_artifacts():
+  rng = np.random.default_rng(0)
+  # A smooth random field (1/f amplitude, like natural images) against the same with a period-2
+  # and period-4 pattern added, as stride-2 deconvolutions leave.
+  f = np.fft.fftfreq(64)
+  amp = 1 / np.maximum(np.hypot(f[:, None], f[None, :]), 1 / 64)
+  def field():
+    spec = amp * np.exp(2j * np.pi * rng.random((64, 64)))
+    img = np.real(np.fft.ifft2(spec))
+    return (img - img.min()) / np.ptp(img) * 200 + 20
+  smooth = np.stack([np.repeat(field()[..., None], 3, -1) for _ in range(8)])
+  yy, xx = np.mgrid[:64, :64]
+  pattern = 6 * ((yy % 2) ^ (xx % 2)) + 4 * ((yy // 2 % 2) & (xx // 2 % 2))
+  checkered = smooth + pattern[None, :, :, None]
+  base = metrics.checkerboard_energy(smooth, 16)
+  assert 0.5 < base < 2
+  assert metrics.checkerboard_energy(checkered, 16) > 2 * base
+  mask = metrics.upsampling_frequencies(64, 16)
+  assert mask.sum() == 16 * 16 - 1 and mask[0, 4] and mask[32, 32] and not mask[0, 2]
+  with pytest.raises(ValueError, match='divide'):
+    metrics.upsampling_frequencies(64, 3)
+  with pytest.raises(ValueError, match='square RGB'):
+    metrics.checkerboard_energy(smooth[..., 0], 16)

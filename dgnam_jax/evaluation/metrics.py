@@ -191,3 +191,37 @@ def mean_pairwise_distance(features: np.ndarray, groups: Sequence) -> dict[str, 
     iu = np.triu_indices(len(rows), 1)
     per.append(float(d[iu].mean()))
   return {'mean': float(np.mean(per)) if per else float('nan'), 'groups': len(per)}
+
+
+def upsampling_frequencies(size: int, upsampling: int) -> np.ndarray:
+  """Boolean (size, size) mask of the FFT bins where a generator that upsamples by ``upsampling``
+  (e.g. 16 for four stride-2 layers, 4 -> 64 px) leaves periodic artifacts: both frequencies
+  multiples of ``size / upsampling`` cycles per image (periods 2, 4, ... ``upsampling`` px),
+  the DC bin excluded."""
+  if upsampling < 2 or size % upsampling:
+    raise ValueError(f'upsampling {upsampling} must be >= 2 and divide the image size {size}')
+  on = np.arange(size) % (size // upsampling) == 0
+  mask = on[:, None] & on[None, :]
+  mask[0, 0] = False
+  return mask
+
+
+def checkerboard_energy(images: np.ndarray, upsampling: int) -> float:
+  """How far the power spectrum spikes at the upsampling frequencies (``upsampling_frequencies``).
+
+  The mean power spectrum of the images' luma (each image's mean removed) at each of those bins
+  over the mean of its 8 neighbouring bins, averaged over the bins (a ratio per bin, so that the
+  strong low frequencies of any image do not drown the high ones): a smooth spectrum, as natural
+  images have, gives about 1; the checkerboard of strided deconvolutions puts spikes there. Compare a
+  generator's images with real ones of the same size (their ratio is the report's measure).
+  """
+  x = np.asarray(images, np.float64)
+  if x.ndim != 4 or x.shape[1] != x.shape[2] or x.shape[3] != 3:
+    raise ValueError(f'checkerboard_energy expects square RGB images (N, S, S, 3), not {x.shape}')
+  luma = x @ np.asarray([0.299, 0.587, 0.114])
+  luma -= luma.mean(axis=(1, 2), keepdims=True)
+  power = (np.abs(np.fft.fft2(luma)) ** 2).mean(axis=0)
+  mask = upsampling_frequencies(x.shape[1], upsampling)
+  neighbours = sum(np.roll(power, (dy, dx), axis=(0, 1))
+                   for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx) / 8
+  return float(np.mean(power[mask] / np.maximum(neighbours[mask], 1e-12)))
