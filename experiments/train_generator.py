@@ -30,6 +30,9 @@ from experiments import _training_log as runner
 _DEFAULT = generator.GenTrainConfig()
 _CLASSIFIER = flags.DEFINE_string('classifier', None, 'The classifier checkpoint to invert.')
 _FC_WIDTHS = flags.DEFINE_list('fc_widths', ['1024', '1024'], 'Outputs of defc7 and defc6.')
+_UPSAMPLE = flags.DEFINE_enum('upsample', 'deconv', list(small_gen.UPSAMPLING), 'Trunk '
+                              'upsampling: DeePSim\'s free deconvolutions, or nearest-neighbour '
+                              'resize + 3x3 conv (no checkerboard; exported as the same deconvs).')
 _START = flags.DEFINE_integer('start_channels', 192, 'Channels of the 4x4 map after defc5.')
 _TRUNK = flags.DEFINE_list('trunk', None, 'Channels per stride-2 up-convolution; the image side is '
                            '4 * 2^len (default 128,64,32 for 32 px; 256,128,64,32 for 64 px).')
@@ -68,7 +71,8 @@ def _train(train, test, workdir, out, run_info, **loop) -> dict:
   trunk = _TRUNK.value or (['256'] if size > 32 else []) + ['128', '64', '32']
   config = small_gen.SmallGenConfig(
       code_dim=_code_dim(_CLASSIFIER.value), fc_widths=tuple(int(v) for v in _FC_WIDTHS.value),
-      start_channels=_START.value, trunk=tuple(int(v) for v in trunk))
+      start_channels=_START.value, trunk=tuple(int(v) for v in trunk),
+      upsample=_UPSAMPLE.value)
   cfg = generator.GenTrainConfig(
       epochs=_EPOCHS.value, batch_size=_BATCH.value, lr=_LR.value, lr_floor=_LR_FLOOR.value,
       lr_d=_LR_D.value, b1=_B1.value, w_img=_W_IMG.value, w_conv3=_W_CONV3.value,

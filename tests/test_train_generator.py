@@ -87,6 +87,45 @@ def test_output_scale_folds_into_deconv0():
   assert float(jnp.abs(scaled.blobs['deconv0']).max()) > 1.0
 
 
+def test_resize_conv_trains_as_resize_plus_conv_and_deploys_as_the_same_deconv():
+  from dgnam_jax.nets import layers  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(4)
+  x = jnp.asarray(rng.normal(size=(2, 5, 6, 3)), jnp.float32)
+  w3 = jnp.asarray(rng.normal(size=(3, 3, 3, 4)), jnp.float32)
+  resized = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+  want = layers.conv2d(resized, w3, None, pad=(1, 1))
+  got = layers.deconv2d(x, small_gen.resize_conv_kernel(w3), None, stride=(2, 2), pad=(1, 1))
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  k_np = small_gen.resize_conv_kernel(np.asarray(w3))
+  assert isinstance(k_np, np.ndarray) and k_np.shape == (4, 4, 4, 3)
+
+  config = dataclasses.replace(TINY_GEN, upsample='resize_conv')
+  params = _random_params(config)
+  assert params['deconv5']['kernel'].shape == (3, 3, 16, 16)  # the training form's 3x3
+  h = jnp.asarray(rng.random((2, 16)), jnp.float32)
+  train = small_gen.SmallDeePSim(config, output_scale=8.0, train_form=True,
+                                 fast_weight_grad=True).apply({'params': params}, h)
+  deploy = small_gen.deploy_params(config, params, 8.0)
+  assert deploy['deconv5']['kernel'].shape == (4, 4, 16, 16)
+  out = small_gen.SmallDeePSim(config).apply({'params': deploy}, h)
+  graph = nets.CaffeGraph(parse_prototxt(small_gen.deploy_prototxt(config), 'gen'))
+  via_caffe = graph.apply({'params': deploy}, h)
+  np.testing.assert_allclose(out.blobs['deconv0'], train.blobs['deconv0'], rtol=1e-4, atol=1e-3)
+  np.testing.assert_array_equal(via_caffe.blobs['deconv0'], out.blobs['deconv0'])
+  assert 'resize' in small_gen.deploy_prototxt(config)
+  assert small_gen.deploy_prototxt(TINY_GEN) == small_gen.deploy_prototxt(
+      dataclasses.replace(TINY_GEN, upsample='deconv'))
+  assert 'upsample' not in TINY_GEN.to_dict() and config.to_dict()['upsample'] == 'resize_conv'
+  with pytest.raises(ValueError, match='upsample must be one of'):
+    small_gen.SmallGenConfig(upsample='bilinear')
+  # The gradient reaches the 3x3 kernels through the composition.
+  g = jax.grad(lambda p: jnp.sum(small_gen.SmallDeePSim(config, train_form=True,
+                                                        fast_weight_grad=True).apply(
+      {'params': p}, h).blobs['deconv0'] ** 2))(params)
+  assert g['deconv5']['kernel'].shape == (3, 3, 16, 16)
+  assert float(jnp.abs(g['deconv5']['kernel']).max()) > 0
+
+
 def test_balance_gates():
   gates = jax.jit(generator.balance_gates)
   on, off = jnp.array(True), jnp.array(False)

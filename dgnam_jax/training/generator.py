@@ -317,7 +317,7 @@ def train_generator(train: data.ImageSet, test: data.ImageSet, encoder_path: str
     run_config['init_from'] = files.relative_path(init_from)
   training.check_run_config(workdir, run_config)
   parts = _Parts(encoder, small_gen.SmallDeePSim(config, output_scale=cfg.output_scale,
-                                                 fast_weight_grad=True),
+                                                 fast_weight_grad=True, train_form=True),
                  Discriminator(config.image_size), cfg, total)
   wd = training.Workdir(workdir)
   restored = wd.restore(jax.eval_shape(lambda: init_state(parts, config.code_dim)))
@@ -383,7 +383,7 @@ def train_generator(train: data.ImageSet, test: data.ImageSet, encoder_path: str
             'out': None, 'metrics': None}
   if step < total and not export_partial:
     return result
-  deploy = small_gen.fold_output_scale(jax.device_get(state['g']), cfg.output_scale)
+  deploy = small_gen.deploy_params(config, jax.device_get(state['g']), cfg.output_scale)
   ev = reconstruction_metrics(encoder, enc_params, deploy_gen, deploy, test, mean_bgr)
   stats = code_statistics(encoder, enc_params, test, mean_bgr)
   logging.info('deploy generator over %d images: %s', ev['images'], describe(ev))
