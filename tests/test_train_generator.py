@@ -329,3 +329,39 @@ def test_evaluate_and_report_runners(tiny, tmp_path):
   assert f'PSNR: {t["test_psnr_db"]:.2f} dB' in card
   assert f'per-image PSNRs is {t["test_psnr_image_mean_db"]:.2f} dB' in card
   assert card.count('| `judge') == 2  # both judges in the files table
+
+
+def test_feature_cache_is_resumable_and_matches_a_forward_pass(tiny, tmp_path):
+  from dgnam_jax.nets import forward  # pylint: disable=import-outside-toplevel
+  from dgnam_jax.training import features  # pylint: disable=import-outside-toplevel
+  _, test, cls, root = tiny
+  out = str(tmp_path / 'feats')
+  m = features.encode_dataset(cls, NPZ, out, ['fc6', 'conv3'], cells=2, splits=('test',),
+                              chunk=7, cache_dir=str(root / 'cache'))
+  assert m['files']['test']['images'] == len(test) and len(m['files']['test']['chunks']) > 1
+  fc6, labels = features.load_features(out, 'test', 'fc6')
+  conv3, _ = features.load_features(out, 'test', 'conv3')
+  np.testing.assert_array_equal(labels, test.labels)
+  want = forward.forward_rgb(cls, test.images)
+  np.testing.assert_allclose(fc6, want['fc6'], rtol=2e-3, atol=2e-3)  # stored as float16
+  c = want['conv3']  # (N, H, W, C): 2 x 2 cells of near-equal slices, (y, x, channel) order
+  h, w = c.shape[1:3]
+  cell = c[:, :-(-h // 2), :-(-w // 2)].mean(axis=(1, 2))
+  np.testing.assert_allclose(conv3[:, :c.shape[3]], cell, rtol=2e-3, atol=2e-3)
+  assert conv3.shape == (len(test), 4 * c.shape[3])
+  # A rerun skips finished chunks; a lost chunk is recomputed identically.
+  first = sorted(os.listdir(out))
+  lost = os.path.join(out, m['files']['test']['chunks'][1])
+  os.remove(lost)
+  features.encode_dataset(cls, NPZ, out, ['fc6', 'conv3'], cells=2, splits=('test',), chunk=7,
+                          cache_dir=str(root / 'cache'))
+  assert sorted(os.listdir(out)) == first
+  np.testing.assert_array_equal(features.load_features(out, 'test', 'fc6')[0], fc6)
+  with pytest.raises(ValueError, match='other settings'):
+    features.encode_dataset(cls, NPZ, out, ['fc6'], cells=2, splits=('test',), chunk=7)
+  with pytest.raises(ValueError, match='no output'):
+    features.encode_dataset(cls, NPZ, str(tmp_path / 'x'), ['nope'])
+  with pytest.raises(ValueError, match="no 'train' features"):
+    features.load_features(out, 'train', 'fc6')
+  with pytest.raises(ValueError, match='cannot pool'):
+    features.pooling_matrix(3, 4)
