@@ -23,7 +23,6 @@ from dgnam_jax.evaluation import judging, metrics
 from dgnam_jax.evaluation.runs import methods_grid
 from dgnam_jax.nets import imagenet
 from dgnam_jax.nets.loading import load_classifier_pipeline, load_pair
-from dgnam_jax.nets.pipeline import rgb_to_input
 from dgnam_jax.sweeps import outputs
 
 TILE = 96  # grid tiles (the nets' 240/260 px images would make a 40-row grid 10k px tall)

@@ -13,6 +13,12 @@ The run is **resumable** like ``train_classifier``: rerun the same command after
 epoch writes ``training_curves.png`` and ``reconstructions.png`` (held-out images above G(E(x)))
 to the workdir. At the end the generator is exported to ``--out`` with ``bounds.npy`` (per-unit
 mean and std of fc6 over the held-out split; upper bound mean + 3 std) and its encoder's path.
+
+With ``--codes=DIR`` (a cache of another net's features over the same dataset,
+``experiments.encode_features``) G inverts that net's ``--code_layer`` instead, e.g.
+EfficientNet-Lite1's pooled features; the classifier stays the comparator and pixel space, and
+the exported generator names the cached net as its encoder. ``--upsample=resize_conv`` trains the
+trunk as resize + conv (no checkerboard); the exported net is the same Caffe net.
 """
 
 from __future__ import annotations
@@ -24,12 +30,17 @@ from absl import flags
 
 from dgnam_jax.nets import checkpoint
 from dgnam_jax.nets import small_gen
-from dgnam_jax.training import gen_eval, generator
+from dgnam_jax.training import features, gen_eval, generator
 from experiments import _training_log as runner
 
 _DEFAULT = generator.GenTrainConfig()
 _CLASSIFIER = flags.DEFINE_string('classifier', None, 'The classifier checkpoint to invert.')
 _FC_WIDTHS = flags.DEFINE_list('fc_widths', ['1024', '1024'], 'Outputs of defc7 and defc6.')
+_CODES = flags.DEFINE_string('codes', None, 'A feature cache (experiments.encode_features) of '
+                             'the same dataset: G inverts its --code_layer instead of the '
+                             'classifier\'s fc6; the classifier stays the comparator. Needs '
+                             '--noflip --pad=0.')
+_CODE_LAYER = flags.DEFINE_string('code_layer', '_avg_pooling', 'The cached layer G inverts.')
 _UPSAMPLE = flags.DEFINE_enum('upsample', 'deconv', list(small_gen.UPSAMPLING), 'Trunk '
                               'upsampling: DeePSim\'s free deconvolutions, or nearest-neighbour '
                               'resize + 3x3 conv (no checkerboard; exported as the same deconvs).')
@@ -69,8 +80,9 @@ def _train(train, test, workdir, out, run_info, **loop) -> dict:
   """Builds G and the schedule from the flags and trains; see the module docstring."""
   size = train.images.shape[1]
   trunk = _TRUNK.value or (['256'] if size > 32 else []) + ['128', '64', '32']
+  codes = features.cached_codes(_CODES.value, _CODE_LAYER.value) if _CODES.value else None
   config = small_gen.SmallGenConfig(
-      code_dim=_code_dim(_CLASSIFIER.value), fc_widths=tuple(int(v) for v in _FC_WIDTHS.value),
+      code_dim=codes.dim if codes else _code_dim(_CLASSIFIER.value), fc_widths=tuple(int(v) for v in _FC_WIDTHS.value),
       start_channels=_START.value, trunk=tuple(int(v) for v in trunk),
       upsample=_UPSAMPLE.value)
   cfg = generator.GenTrainConfig(
@@ -81,7 +93,7 @@ def _train(train, test, workdir, out, run_info, **loop) -> dict:
   return generator.train_generator(train, test, _CLASSIFIER.value, config, cfg, workdir, out,
                                    run_info, eval_images=_EVAL_IMAGES.value,
                                    export_partial=_EXPORT_PARTIAL.value,
-                                   init_from=_INIT_FROM.value, **loop)
+                                   init_from=_INIT_FROM.value, codes=codes, **loop)
 
 
 

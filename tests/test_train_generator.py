@@ -342,7 +342,8 @@ def test_feature_cache_is_resumable_and_matches_a_forward_pass(tiny, tmp_path):
   fc6, labels = features.load_features(out, 'test', 'fc6')
   conv3, _ = features.load_features(out, 'test', 'conv3')
   np.testing.assert_array_equal(labels, test.labels)
-  want = forward.forward_rgb(cls, test.images)
+  # The blobs after the whole forward: in-place ReLUs have run (the generator code convention).
+  want = {k: np.maximum(v, 0) for k, v in forward.forward_rgb(cls, test.images).items()}
   np.testing.assert_allclose(fc6, want['fc6'], rtol=2e-3, atol=2e-3)  # stored as float16
   c = want['conv3']  # (N, H, W, C): 2 x 2 cells of near-equal slices, (y, x, channel) order
   h, w = c.shape[1:3]
@@ -365,3 +366,40 @@ def test_feature_cache_is_resumable_and_matches_a_forward_pass(tiny, tmp_path):
     features.load_features(out, 'train', 'fc6')
   with pytest.raises(ValueError, match='cannot pool'):
     features.pooling_matrix(3, 4)
+
+
+def test_trainer_on_cached_codes_with_resize_conv(tiny, tmp_path):
+  """G inverts another net's cached layer (here the classifier's own fc6 from a feature cache,
+  so the numbers can be checked), trained as resize + conv, and exports its encoder and layer."""
+  from dgnam_jax.training import features  # pylint: disable=import-outside-toplevel
+  train, test, cls, root = tiny
+  feats = str(tmp_path / 'feats')
+  features.encode_dataset(cls, NPZ, feats, ['fc6', 'fc8'], cells=1, chunk=40,
+                          cache_dir=str(root / 'cache'))
+  cached = features.cached_codes(feats, 'fc6')
+  assert cached.dim == 16 and cached.encoder == files.relative_path(cls)
+  config = dataclasses.replace(TINY_GEN, upsample='resize_conv')
+  cfg = dataclasses.replace(TINY_CFG, flip=False)
+  out = str(tmp_path / 'g_out')
+  res = generator.train_generator(train, test, cls, config, cfg, str(tmp_path / 'work'), out,
+                                  checkpoint_every_secs=1e9, codes=cached)
+  assert res['done'] and res['metrics']['code_rel_err'] is None
+  module, params, meta = load_checkpoint(out)
+  assert params['deconv5']['kernel'].shape[:2] == (4, 4)  # deployed as the Caffe deconv
+  g = meta['generator']
+  assert g['code_layer'] == 'fc6' and g['encoder']['blob'] == 'fc6'
+  assert meta['training']['comparator'] == files.relative_path(cls)
+  np.testing.assert_allclose(checkpoint.load_array(out, 'bounds')[0], cached.test.mean(0),
+                             rtol=1e-5, atol=1e-6)
+  # The deploy net from the cached codes scores what the trainer recorded.
+  again = gen_eval.decode_metrics(module, params, test, cached.test,
+                                  meta['mean']['per_channel'])
+  assert again['psnr_db'] == pytest.approx(meta['training']['test_psnr_db'], abs=1e-3)
+  with pytest.raises(ValueError, match='noflip'):
+    generator.train_generator(train, test, cls, config, TINY_CFG, str(tmp_path / 'w2'), None,
+                              codes=cached)
+  with pytest.raises(ValueError, match='units'):
+    generator.train_generator(train, test, cls, dataclasses.replace(config, code_dim=8), cfg,
+                              str(tmp_path / 'w3'), None, codes=cached)
+  with pytest.raises(ValueError, match='below 0'):  # logits: no ReLU
+    features.cached_codes(feats, 'fc8')

@@ -8,6 +8,7 @@ to ``pool`` x ``pool`` cells (adaptive average pooling) and flattened in (y, x, 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -54,7 +55,9 @@ def feature_fn(path: str, layers: Sequence[str], cells: int) -> tuple[Callable, 
 
   @jax.jit
   def run(p, rgb):
-    outs = module.apply({'params': p}, rgb_to_input(rgb, space, resize)).layers
+    # Blobs after the whole forward: a Caffe net's in-place ReLU has run (fc6 post-ReLU, the
+    # generator code convention).
+    outs = module.apply({'params': p}, rgb_to_input(rgb, space, resize)).blobs
     return {name: pool_features(outs[name], cells) for name in layers}
 
   hashes = files._checkpoint_hashes(path)  # pylint: disable=protected-access
@@ -131,3 +134,35 @@ def load_features(out: str, split: str, layer: str) -> tuple[np.ndarray, np.ndar
   with np.load(os.path.join(out, f'{split}_labels.npz'), allow_pickle=False) as z:
     labels = z['labels']
   return np.concatenate(parts), labels
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class CachedCodes:
+  """Codes of a generator's training images from a feature cache (another net's features).
+
+  ``train`` / ``test`` are (N, D) float32 in the order of the dataset's splits; ``encoder`` is the
+  net they came from (a checkpoint path or ``registry:<net>``), ``layer`` its output, ``source``
+  the cache's settings (hashes of the net and data) for the run's identity.
+  """
+  train: np.ndarray
+  test: np.ndarray
+  encoder: str
+  layer: str
+  source: dict
+
+  @property
+  def dim(self) -> int:
+    return int(self.train.shape[1])
+
+
+def cached_codes(out: str, layer: str) -> CachedCodes:
+  """The ``train`` and ``test`` features of ``layer`` in the finished cache ``out``."""
+  train, _ = load_features(out, 'train', layer)
+  test, _ = load_features(out, 'test', layer)
+  with open(os.path.join(out, 'settings.json')) as f:
+    settings = json.load(f)
+  if min(train.min(), test.min()) < 0:
+    raise ValueError(f'{out}: {layer} features go below 0; the code box of DGN-AM is [0, upper] '
+                     '(choose a post-ReLU output, e.g. a pooled one)')
+  return CachedCodes(train, test, settings['net'], layer,
+                     {k: settings[k] for k in ('net', 'net_hashes', 'layers', 'cells', 'data')})

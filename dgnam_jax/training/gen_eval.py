@@ -51,6 +51,45 @@ def make_recon_fn(encoder, generator) -> Callable:
   return jax.jit(fn)
 
 
+@functools.lru_cache(maxsize=8)
+def make_decode_fn(generator) -> Callable:
+  """jit(gen params, codes, uint8 RGB, valid n, mean) -> (per-image MSE, G): reconstructions from
+  given codes (a feature cache of another net; no re-encoding error)."""
+
+  def fn(gen_params, code, images_u8, n, mean_bgr):
+    x = data.to_net_input(images_u8, mean_bgr)
+    fake = generator.apply({'params': gen_params}, code).blobs['deconv0']
+    err = jnp.clip(fake + mean_bgr, 0, 255) - (x + mean_bgr)
+    valid = jnp.arange(images_u8.shape[0]) < n
+    return jnp.where(valid, jnp.mean(jnp.square(err), axis=(1, 2, 3)), 0.0), fake
+
+  return jax.jit(fn)
+
+
+def decode_metrics(generator, gen_params, dataset: data.ImageSet, codes: np.ndarray,
+                   mean_bgr: np.ndarray, batch_size: int = 250) -> dict[str, Any]:
+  """:func:`reconstruction_metrics` for a generator of cached codes (``codes[i]`` of image i);
+  ``code_rel_err`` is None (re-encoding would run the big net)."""
+  if len(codes) != len(dataset):
+    raise ValueError(f'{len(codes)} codes for {len(dataset)} images')
+  fn = make_decode_fn(generator)
+  mean = np.asarray(mean_bgr, np.float32)
+  b = min(batch_size, len(dataset))
+  sq = []
+  for lo in range(0, len(dataset), b):
+    x, c = dataset.images[lo:lo + b], codes[lo:lo + b]
+    n = len(x)
+    if n < b:  # one compiled shape: pad the last batch
+      x = np.concatenate([x, np.zeros((b - n, *x.shape[1:]), x.dtype)])
+      c = np.concatenate([c, np.zeros((b - n, *c.shape[1:]), c.dtype)])
+    s, _ = fn(gen_params, jnp.asarray(c, jnp.float32), x, n, mean)
+    sq.append(np.asarray(s, np.float64)[:n])
+  sq = np.concatenate(sq)
+  mse = float(sq.mean())
+  return {'psnr_db': float(_psnr_db(mse)), 'psnr_image_mean_db': float(_psnr_db(sq).mean()),
+          'mse': mse, 'code_rel_err': None, 'images': len(dataset)}
+
+
 def _psnr_db(mse):
   return 10 * np.log10(255.0 ** 2 / np.maximum(mse, 1e-12))
 
@@ -79,16 +118,25 @@ def reconstruction_metrics(encoder, enc_params, generator, gen_params, dataset: 
 
 def describe(ev: Mapping[str, float]) -> str:
   """One line for logs: both PSNRs and the re-encoding error of :func:`reconstruction_metrics`."""
-  return (f'held-out PSNR {ev["psnr_db"]:.2f} dB pooled, {ev["psnr_image_mean_db"]:.2f} dB mean '
-          f'per image; fc6 re-encoding error {ev["code_rel_err"]:.4f}')
+  line = (f'held-out PSNR {ev["psnr_db"]:.2f} dB pooled, {ev["psnr_image_mean_db"]:.2f} dB mean '
+          'per image')
+  if ev.get('code_rel_err') is None:
+    return line
+  return line + f'; fc6 re-encoding error {ev["code_rel_err"]:.4f}'
 
 
 def reconstruction_grid(encoder, enc_params, generator, gen_params, images_u8: np.ndarray,
-                        mean_bgr: np.ndarray, path: str, scale: int = 3) -> str:
-  """A PNG of held-out originals (top row of each pair) above their reconstructions G(E(x))."""
-  fn = make_recon_fn(encoder, generator)
+                        mean_bgr: np.ndarray, path: str, scale: int = 3,
+                        codes: np.ndarray | None = None) -> str:
+  """A PNG of held-out originals (top row of each pair) above their reconstructions G(E(x))
+  (from ``codes`` when given: a feature cache's codes of these images)."""
   mean = np.asarray(mean_bgr, np.float32)
-  _, _, fake = fn(enc_params, gen_params, images_u8, len(images_u8), mean)
+  if codes is None:
+    _, _, fake = make_recon_fn(encoder, generator)(enc_params, gen_params, images_u8,
+                                                   len(images_u8), mean)
+  else:
+    _, fake = make_decode_fn(generator)(gen_params, jnp.asarray(codes, jnp.float32), images_u8,
+                                        len(images_u8), mean)
   recon = data.from_net_input(np.asarray(fake), mean)
   cols = min(8, len(images_u8))
   tiles, labels = [], []
@@ -123,6 +171,8 @@ def encoder_checkpoint(generator_path: str, meta: Mapping[str, Any]) -> str:
   enc = ((meta.get('generator') or {}).get('encoder') or {}).get('checkpoint')
   if not enc:
     raise ValueError(f'{generator_path} names no encoder; pass one explicitly')
+  if enc.startswith(checkpoint.REGISTRY_PREFIX):  # a registry net names itself on every machine
+    return enc
   return os.path.normpath(os.path.join(generator_path, enc))
 
 
@@ -154,8 +204,8 @@ def registered_name(config: small_gen.SmallGenConfig, code_dim: int) -> str:
 
 def export_generator(path: str, config: small_gen.SmallGenConfig, params: Mapping[str, Any],
                      mean_bgr: np.ndarray, stats: np.ndarray, encoder_path: str | None,
-                     training_info: Mapping[str, Any] | None = None, bounds_k: float = 3.0
-                     ) -> str:
+                     training_info: Mapping[str, Any] | None = None, bounds_k: float = 3.0,
+                     code_blob: str = CODE_BLOB) -> str:
   """Writes a generator checkpoint (CHECKPOINTS.md) with mean_std bounds; returns its path.
 
   Args:
@@ -167,6 +217,7 @@ def export_generator(path: str, config: small_gen.SmallGenConfig, params: Mappin
     encoder_path: the classifier checkpoint (stored relative to ``path`` when possible).
     training_info: the 'training' metadata entry.
     bounds_k: the default multiple of std of the upper bound (the paper's 3).
+    code_blob: the encoder output the codes are (``fc6``; a cached net's layer otherwise).
   """
   name = registered_name(config, config.code_dim)
   prototxt = small_gen.deploy_prototxt(config, name if name != 'prototxt' else 'SmallDeePSim')
@@ -175,7 +226,9 @@ def export_generator(path: str, config: small_gen.SmallGenConfig, params: Mappin
   forward_order = list(dict.fromkeys(t for l in netdef.layers for t in l.tops))
   size = config.image_size
   enc = None
-  if encoder_path:
+  if encoder_path and encoder_path.startswith(checkpoint.REGISTRY_PREFIX):
+    enc = encoder_path
+  elif encoder_path:
     rel = os.path.relpath(os.path.abspath(encoder_path), os.path.dirname(os.path.abspath(path)))
     enc = os.path.join('..', rel)
   meta = {
@@ -188,10 +241,10 @@ def export_generator(path: str, config: small_gen.SmallGenConfig, params: Mappin
       'layers': [{'name': l.name, 'type': l.type, 'bottoms': list(l.bottoms),
                   'tops': list(l.tops)} for l in netdef.layers],
       'class_names': None,
-      'generator': {'code_layer': CODE_BLOB, 'code_shape': [config.code_dim],
+      'generator': {'code_layer': code_blob, 'code_shape': [config.code_dim],
                     'output_blob': 'deconv0', 'bounds_file': 'bounds.npy',
                     'bounds_kind': 'mean_std', 'bounds_k': bounds_k,
-                    'encoder': {'checkpoint': enc, 'blob': CODE_BLOB}},
+                    'encoder': {'checkpoint': enc, 'blob': code_blob}},
       'architecture': config.to_dict(),
       'training': dict(training_info or {}),
   }

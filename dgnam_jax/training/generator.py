@@ -30,12 +30,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 
-from dgnam_jax import data, files, images, training
+from dgnam_jax import data, files, training
 from dgnam_jax.nets import checkpoint
 from dgnam_jax.nets import modules, small, small_gen
-from dgnam_jax.training.gen_eval import (CODE_BLOB, code_statistics, describe,
+from dgnam_jax.training import features, gen_stages
+from dgnam_jax.training.gen_stages import save_stage  # noqa: F401 (public here since stage 2)
+from dgnam_jax.training.gen_eval import (CODE_BLOB, code_statistics, decode_metrics, describe,
                                          export_generator, reconstruction_grid,
                                          reconstruction_metrics)
 
@@ -100,6 +101,7 @@ class _Parts:
   disc: Discriminator
   cfg: GenTrainConfig
   total_steps: int
+  cached_codes: bool = False  # codes come with each batch (a feature cache), not from E
 
 
 def _g_schedule(cfg: GenTrainConfig, total: int):
@@ -145,16 +147,24 @@ def feature_blobs(cfg: GenTrainConfig) -> tuple[tuple[str, float], ...]:
 
 @functools.lru_cache(maxsize=8)
 def make_train_step(parts: _Parts) -> Callable:
-  """jit(state, encoder params, uint8 RGB images, mean_bgr) -> (state, metrics)."""
+  """jit(state, encoder params, uint8 RGB images, mean_bgr[, codes]) -> (state, metrics).
+
+  With ``parts.cached_codes`` the codes of the images are passed in (another net's cached
+  features) and the encoder is only the comparator (its conv3/pool5).
+  """
   cfg, enc, gen, disc = parts.cfg, parts.encoder, parts.generator, parts.disc
   tx_g, tx_d = _optimizers(cfg, parts.total_steps)
   feats = feature_blobs(cfg)
   last = 'pool5' if feats else None
 
-  def step(state, enc_params, images_u8, mean_bgr):
+  def step(state, enc_params, images_u8, mean_bgr, cached=None):
     x = data.to_net_input(images_u8, mean_bgr)
-    real = enc.apply({'params': enc_params}, x).blobs  # whole forward: fc6 post-ReLU
-    code = jax.lax.stop_gradient(real[CODE_BLOB])
+    if parts.cached_codes:
+      real = enc.apply({'params': enc_params}, x, end=last).blobs if feats else {}
+      code = jnp.asarray(cached, jnp.float32)
+    else:
+      real = enc.apply({'params': enc_params}, x).blobs  # whole forward: fc6 post-ReLU
+      code = jax.lax.stop_gradient(real[CODE_BLOB])
 
     def g_loss(gp):
       fake = gen.apply({'params': gp}, code).blobs['deconv0']
@@ -200,78 +210,13 @@ def make_train_step(parts: _Parts) -> Callable:
   return jax.jit(step, donate_argnums=0)
 
 
-def _path_key(path) -> str:
-  return '/'.join(str(getattr(k, 'key', getattr(k, 'idx', k))) for k in path)
-
-
-def save_stage(workdir: str, path: str, g_dtype: str | None = None) -> None:
-  """Writes the G and D parameters of ``workdir``'s latest checkpoint to ``path`` (.npz).
-
-  A light ``init_from`` for a next stage on another machine: no optimiser state (a new stage
-  starts fresh ones anyway), G optionally rounded to ``g_dtype`` (e.g. 'float16', half the bytes;
-  the next stage trains in float32 from there).
-  """
-  wd = training.Workdir(workdir)
-  try:
-    step = wd.manager.latest_step()
-    if step is None:
-      raise ValueError(f'{workdir}: no checkpoint to save a stage from')
-    got = wd.manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(), extra=ocp.args.JsonRestore()))
-  finally:
-    wd.close()
-  flat = {'wall_s': np.float64(got['extra'].get('wall_s', 0.0)), 'step': np.int64(step)}
-  for part in ('g', 'd'):
-    for kp, leaf in jax.tree_util.tree_flatten_with_path(got['state'][part])[0]:
-      leaf = np.asarray(leaf)
-      flat[f'{part}/{_path_key(kp)}'] = leaf.astype(g_dtype) if part == 'g' and g_dtype else leaf
-  with images.atomic_path(path, '.npz') as tmp:
-    with open(tmp, 'wb') as f:  # a file object: np.savez would append '.npz' to a bare name
-      np.savez(f, **flat)
-
-
-def _warm_start_npz(state: dict, init_from: str) -> tuple[dict, float]:
-  with np.load(init_from, allow_pickle=False) as flat:
-
-    def take(part, kp, leaf):
-      key = f'{part}/{_path_key(kp)}'
-      if key not in flat.files or flat[key].shape != leaf.shape:
-        raise ValueError(f'--init_from {init_from}: {key} missing or not of shape {leaf.shape}')
-      return jnp.asarray(flat[key], leaf.dtype)
-
-    g, d = (jax.tree_util.tree_map_with_path(functools.partial(take, k), state[k])
-            for k in ('g', 'd'))
-    logging.info('new stage from %s (its step %d)', init_from, int(flat['step']))
-    return dict(state, g=g, d=d), float(flat['wall_s'])
-
-
-def _warm_start(state: dict, init_from: str) -> tuple[dict, float]:
-  """``state`` with G and D from ``init_from`` (a workdir's latest checkpoint, or a
-  :func:`save_stage` file); (state, the earlier stages' wall time)."""
-  if init_from.endswith('.npz') and os.path.isfile(init_from):
-    return _warm_start_npz(state, init_from)
-  if not os.path.isdir(os.path.join(init_from, 'checkpoints')):
-    raise ValueError(f'--init_from {init_from}: not a generator training workdir')
-  prev_wd = training.Workdir(init_from)
-  try:
-    prev = prev_wd.restore(jax.eval_shape(lambda: state))
-  finally:
-    prev_wd.close()
-  if prev is None:
-    raise ValueError(f'--init_from {init_from}: no checkpoint to start from')
-  g, d = (jax.tree.map(lambda a: jnp.asarray(np.asarray(a)), prev[0][k]) for k in ('g', 'd'))
-  logging.info('new stage from %s at its step %d', init_from, int(prev[0]['step']))
-  # The fresh optimiser states of ``state`` depend on the parameters' shapes only: kept.
-  return dict(state, g=g, d=d), float(prev[1].get('wall_s', 0.0))
-
-
 def train_generator(train: data.ImageSet, test: data.ImageSet, encoder_path: str,
                     config: small_gen.SmallGenConfig, cfg: GenTrainConfig, workdir: str,
                     out: str | None = None, run_info: Mapping[str, Any] | None = None,
                     stop_at_step: int | None = None, checkpoint_every_secs: float = 300.0,
                     log_every_steps: int = 50, eval_images: int = 1000,
-                    export_partial: bool = False, init_from: str | None = None
-                    ) -> dict[str, Any]:
+                    export_partial: bool = False, init_from: str | None = None,
+                    codes: features.CachedCodes | None = None) -> dict[str, Any]:
   """Trains (or resumes) a generator for the classifier at ``encoder_path``; exports when done.
 
   Args:
@@ -290,6 +235,9 @@ def train_generator(train: data.ImageSet, test: data.ImageSet, encoder_path: str
       records the steps done).
     init_from: a finished (or stopped) run's workdir with the same architecture: a new run
       starts from its G and D (fresh optimisers and schedule; a fine-tuning stage).
+    codes: the codes of ``train`` and ``test`` from a feature cache (G then inverts that net's
+      layer; ``encoder_path`` is only the comparator). Cached codes are of the unaugmented
+      images: ``cfg.flip`` and ``cfg.pad`` must be off.
 
   Returns:
     {'step', 'done', 'history', 'metrics' (final, when done), 'out', 'wall_s'}.
@@ -298,6 +246,9 @@ def train_generator(train: data.ImageSet, test: data.ImageSet, encoder_path: str
   encoder, enc_params, enc_meta = checkpoint.load_checkpoint(encoder_path)
   mean_bgr = np.asarray(enc_meta['mean']['per_channel'], np.float32)
   code_shape = next(b['shape'] for b in enc_meta['blobs'] if b['name'] == CODE_BLOB)
+  if codes is not None:
+    _check_codes(codes, config, cfg, train, test)
+    code_shape = [1, codes.dim]
   if code_shape[1:] != [config.code_dim] or enc_meta['input_size'] != [config.image_size] * 2:
     raise ValueError(f'{encoder_path}: its {CODE_BLOB} is {code_shape[1:]} and its input '
                      f'{enc_meta["input_size"]}; the generator takes {config.code_dim} and makes '
@@ -315,17 +266,19 @@ def train_generator(train: data.ImageSet, test: data.ImageSet, encoder_path: str
       'data': (run_info or {}).get('data')}
   if init_from:  # only then, so older single-stage workdirs still resume
     run_config['init_from'] = files.relative_path(init_from)
+  if codes is not None:
+    run_config['codes'] = {'layer': codes.layer, **codes.source}
   training.check_run_config(workdir, run_config)
   parts = _Parts(encoder, small_gen.SmallDeePSim(config, output_scale=cfg.output_scale,
                                                  fast_weight_grad=True, train_form=True),
-                 Discriminator(config.image_size), cfg, total)
+                 Discriminator(config.image_size), cfg, total, codes is not None)
   wd = training.Workdir(workdir)
   restored = wd.restore(jax.eval_shape(lambda: init_state(parts, config.code_dim)))
   history, wall0 = [], 0.0
   if restored is None:
     state = init_state(parts, config.code_dim)
     if init_from:
-      state, prior_wall = _warm_start(state, init_from)
+      state, prior_wall = gen_stages.warm_start(state, init_from)
       wall0 = prior_wall  # the model card's wall time counts every stage
     logging.info('new run in %s: %d train / %d test images, %d steps (%d per epoch), G %d '
                  'parameters, D %d', workdir, len(train), len(test), total, spe,
@@ -337,8 +290,10 @@ def train_generator(train: data.ImageSet, test: data.ImageSet, encoder_path: str
                  int(state['step']) / spe)
   step_fn = make_train_step(parts)
   # Spread over the split: test sets are often sorted by class.
-  held_out = test.spread(eval_images)
-  grid_images = test.spread(16).images
+  held_idx = data.spread_indices(len(test), eval_images)
+  grid_idx = data.spread_indices(len(test), 16)
+  held_out, grid_images = test.subset(held_idx), test.images[grid_idx]
+  grid_codes = None if codes is None else codes.test[grid_idx]
   step = int(state['step'])
   end = total if stop_at_step is None else min(total, stop_at_step)
 
@@ -350,7 +305,12 @@ def train_generator(train: data.ImageSet, test: data.ImageSet, encoder_path: str
   last_save, t_log, log_buf = time.time(), time.time(), []
   try:
     while step < end:
-      state, metrics = step_fn(state, enc_params, stream.batch(step)[0], mean_bgr)  # no labels
+      batch = stream.batch(step)[0]  # no labels
+      if codes is None:
+        state, metrics = step_fn(state, enc_params, batch, mean_bgr)
+      else:  # batch() gathers the sorted indices of the step
+        state, metrics = step_fn(state, enc_params, batch, mean_bgr,
+                                 codes.train[np.sort(stream.indices(step))])
       step += 1
       log_buf.append(metrics)
       log_now, epoch_end = training.step_events(step, spe, total, log_every_steps)
@@ -361,17 +321,16 @@ def train_generator(train: data.ImageSet, test: data.ImageSet, encoder_path: str
                      len(log_buf) * cfg.batch_size / (time.time() - t_log))
         log_buf, t_log = [], time.time()
       if epoch_end:
-        ev = reconstruction_metrics(encoder, enc_params, scaled_gen, state['g'], held_out,
-                                    mean_bgr)
+        ev = _recon(encoder, enc_params, scaled_gen, state['g'], held_out, mean_bgr,
+                    None if codes is None else codes.test[held_idx])
         history.append({'epoch': round(step / spe, 4), 'step': step, **m,
                         'test_psnr_db': ev['psnr_db'], 'test_code_rel_err': ev['code_rel_err'],
                         'wall_s': round(wall(), 1)})
-        logging.info('epoch %.2f: held-out PSNR %.2f dB, fc6 re-encoding error %.3f (%d '
-                     'images, wall %.0f s)', step / spe, ev['psnr_db'], ev['code_rel_err'],
+        logging.info('epoch %.2f: %s (%d images, wall %.0f s)', step / spe, describe(ev),
                      ev['images'], wall())
         plot_history(history, os.path.join(workdir, CURVES_FILE), os.path.basename(workdir))
         reconstruction_grid(encoder, enc_params, scaled_gen, state['g'], grid_images,
-                            mean_bgr, os.path.join(workdir, RECON_FILE))
+                            mean_bgr, os.path.join(workdir, RECON_FILE), codes=grid_codes)
         wd.save(step, state, {'history': history, 'wall_s': wall()})
         last_save, t_log = time.time(), time.time()
       elif time.time() - last_save > checkpoint_every_secs or step == end:
@@ -384,8 +343,13 @@ def train_generator(train: data.ImageSet, test: data.ImageSet, encoder_path: str
   if step < total and not export_partial:
     return result
   deploy = small_gen.deploy_params(config, jax.device_get(state['g']), cfg.output_scale)
-  ev = reconstruction_metrics(encoder, enc_params, deploy_gen, deploy, test, mean_bgr)
-  stats = code_statistics(encoder, enc_params, test, mean_bgr)
+  ev = _recon(encoder, enc_params, deploy_gen, deploy, test, mean_bgr,
+              None if codes is None else codes.test)
+  if codes is None:
+    stats = code_statistics(encoder, enc_params, test, mean_bgr)
+  else:
+    c = codes.test.astype(np.float64)
+    stats = np.stack([c.mean(0), c.std(0)]).astype(np.float32)
   logging.info('deploy generator over %d images: %s', ev['images'], describe(ev))
   result['metrics'] = ev
   if out and os.path.exists(out):
@@ -400,13 +364,35 @@ def train_generator(train: data.ImageSet, test: data.ImageSet, encoder_path: str
             'param_count': small.param_count(deploy), 'config': dataclasses.asdict(cfg),
             'bounds_from': f'{len(test)} held-out images', 'history': history,
             **({'init_from': files.relative_path(init_from)} if init_from else {})}
-    result['out'] = export_generator(out, config, deploy, mean_bgr, stats, encoder_path, info)
+    if codes is not None:
+      info['comparator'] = files.relative_path(encoder_path)
+      result['out'] = export_generator(out, config, deploy, mean_bgr, stats, codes.encoder, info,
+                                       code_blob=codes.layer)
+    else:
+      result['out'] = export_generator(out, config, deploy, mean_bgr, stats, encoder_path, info)
     if os.path.exists(os.path.join(workdir, CURVES_FILE)):
       shutil.copy(os.path.join(workdir, CURVES_FILE), os.path.join(out, CURVES_FILE))
     reconstruction_grid(encoder, enc_params, deploy_gen, deploy, grid_images, mean_bgr,
-                        os.path.join(out, RECON_FILE))  # the exported net itself
+                        os.path.join(out, RECON_FILE), codes=grid_codes)  # the exported net
     logging.info('exported %s', result['out'])
   return result
+
+
+def _recon(encoder, enc_params, gen, gen_params, dataset, mean_bgr, codes):
+  if codes is None:
+    return reconstruction_metrics(encoder, enc_params, gen, gen_params, dataset, mean_bgr)
+  return decode_metrics(gen, gen_params, dataset, codes, mean_bgr)
+
+
+def _check_codes(codes, config, cfg, train, test) -> None:
+  if (len(codes.train), len(codes.test)) != (len(train), len(test)):
+    raise ValueError(f'the feature cache has {len(codes.train)} train / {len(codes.test)} test '
+                     f'codes for {len(train)} / {len(test)} images')
+  if codes.dim != config.code_dim:
+    raise ValueError(f'the cached {codes.layer} codes have {codes.dim} units; the generator '
+                     f'takes {config.code_dim}')
+  if cfg.flip or cfg.pad:
+    raise ValueError('cached codes are of the unaugmented images: train with --noflip --pad=0')
 
 
 def plot_history(history, path: str, title: str) -> None:
