@@ -13,7 +13,7 @@ counts the worse one), the project's Tiny ResNet judge on the seen classes (200-
 the judge's pooled features against real Tiny val images of the seen classes, M1 (the unit's
 logit over its maximum over Tiny val images) - every table split seen/unseen - and a grid with
 the methods side by side. ``--stage=synthesize`` stops after the sweeps; ``--stage=report``
-rewrites the report from an earlier evaluation (e.g. with new ``--extra_md`` notes).
+rewrites the report from an earlier evaluation (e.g. with new ``--report_notes``).
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ _BATCH = flags.DEFINE_integer('batch_per_device', 10, 'Requests per compiled cal
 _STAGE = flags.DEFINE_enum('stage', 'all', ['synthesize', 'all', 'report'], '`synthesize` '
                            'stops after the sweeps; `report` only rewrites the report from '
                            '<out>/metrics.json and the grids of an earlier evaluation.')
-_EXTRA_MD = flags.DEFINE_list('extra_md', [], 'Markdown files appended to the report (notes).')
+_NOTES = flags.DEFINE_list('report_notes', [], 'Markdown files appended to the report (notes).')
 _VAL_IMAGES = flags.DEFINE_integer('val_images', 0, 'Tiny val images for M1 and KID (0: all '
                                    '10,000; fewer for a quick check).', lower_bound=0)
 TIMINGS = 'timings.json'  # synthesis wall times per sweep, beside the sweeps
@@ -142,7 +142,7 @@ def _rewrite_report(out: str) -> None:
   with open(path) as f:
     record = json.load(f)
   fig_dir = os.path.splitext(_REPORT.value)[0] + '_figures'
-  imagenet_report.write_report(record, _REPORT.value, fig_dir, _EXTRA_MD.value)
+  imagenet_report.write_report(record, _REPORT.value, fig_dir, _NOTES.value)
   _log(f'wrote {_REPORT.value}')
 
 
@@ -166,7 +166,7 @@ def _run() -> None:
       target=_TARGET.value, judge=_JUDGE.value, tiny_judge=_TINY_JUDGE.value,
       cache_dir=_CACHE_DIR.value, log=_log, val_images=_VAL_IMAGES.value,
       command='python -m experiments.imagenet_efficientnet ' + ' '.join(sys.argv[1:]),
-      extra_md=_EXTRA_MD.value)
+      extra_md=_NOTES.value)
 
 
 main = cli.absl_main('imagenet_efficientnet', _run)
