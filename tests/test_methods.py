@@ -307,3 +307,18 @@ def test_every_method_gives_the_same_bits_on_four_devices(tmp_path):
   assert set(sharded.files) == set(single)
   for k, v in single.items():
     np.testing.assert_array_equal(sharded[k], v, err_msg=k)
+
+
+def test_fourier_draws_in_any_input_space_and_pixel_methods_refuse_others(tiny):
+  pipe, _ = tiny
+  para = methods.get('fourier').recipe().parameterization
+  p = jnp.asarray(methods.initial_state('fourier', pipe, [0], [0])[0] * 100)
+  caffe = np.asarray(para.render(pipe, None, p)) + np.array(MEAN)  # BGR 0-255
+  # EfficientNet-Lite's space: RGB, white = 255/128, mean 127/128.
+  lite = ImageSpace('RGB', 255 / 128, (127 / 128,) * 3, pipe.classifier_space.size)
+  other = dataclasses.replace(pipe, classifier_space=lite)
+  x = np.asarray(para.render(other, None, p))
+  assert -1.0 <= x.min() and x.max() <= 1.0  # the net's range, not 0-255
+  np.testing.assert_allclose((x + 127 / 128) * 128, caffe[..., ::-1], rtol=1e-4, atol=1e-3)
+  with pytest.raises(ValueError, match='pixel-space methods work in Caffe'):
+    methods.initial_state('pixel_tv', other, [0], [0])

@@ -74,7 +74,16 @@ class Pixels:
     return (*pipe.classifier_space.size, 3)
 
   def initial(self, pipe: Pipeline, seeds, units) -> np.ndarray:
+    self.check_space(pipe)
     return _noise(seeds, units, self.shape(pipe), self.init_std)
+
+  def check_space(self, pipe: Pipeline) -> None:
+    """The pixel-space regularizers (range clip, decay, blur) are in Caffe's units."""
+    space = pipe.classifier_space
+    if space.channel_order != 'BGR' or space.pixel_scale != 255.0:
+      raise ValueError('the pixel-space methods work in Caffe\'s input space (BGR, 0-255); this '
+                       f'classifier takes {space.channel_order} at scale {space.pixel_scale:g}: '
+                       'use `fourier` or DGN-AM')
 
   def render(self, pipe: Pipeline, gen_params, p: jax.Array) -> jax.Array:
     del pipe, gen_params
@@ -94,9 +103,14 @@ def _spectrum_scale(h: int, w: int, power: float) -> np.ndarray:
 @dataclasses.dataclass(frozen=True)
 class FourierSpectrum(Pixels):
   """Lucid's parameterization: a real spectrum (H, W//2+1, 3, re/im) scaled by 1/f^power,
-  ImageNet colour decorrelation, and a sigmoid to [0, 255] (minus the classifier's mean)."""
+  ImageNet colour decorrelation, and a sigmoid to an RGB image in [0, 1], drawn in the
+  classifier's input space (channel order, pixel scale, mean): any space, unlike the pixel
+  methods."""
   init_std: float = 0.01
   decay_power: float = 1.0
+
+  def check_space(self, pipe: Pipeline) -> None:
+    del pipe  # the sigmoid image is converted into any space
 
   def shape(self, pipe: Pipeline) -> tuple[int, ...]:
     h, w = pipe.classifier_space.size
@@ -108,4 +122,9 @@ class FourierSpectrum(Pixels):
     spec = (p[..., 0] + 1j * p[..., 1]) * _spectrum_scale(h, w, self.decay_power)[..., None]
     img = jnp.fft.irfft2(spec, s=(h, w), axes=(0, 1)) * np.sqrt(h * w) / 4.0
     rgb = jax.nn.sigmoid(img @ jnp.asarray(_COLOR_SQRT.T))
-    return rgb[..., ::-1] * 255.0 - jnp.asarray(pipe.classifier_space.mean, jnp.float32)
+    space = pipe.classifier_space
+    # Caffe space: BGR 0-255 minus the mean, the same bits as before other spaces were handled.
+    x = rgb[..., ::-1] * 255.0 if space.channel_order == 'BGR' else rgb * 255.0
+    if space.pixel_scale != 255.0:
+      x = x * (space.pixel_scale / 255.0)
+    return x - jnp.asarray(space.mean, jnp.float32)
