@@ -25,13 +25,13 @@ import time
 
 from absl import app
 from absl import flags
-import jax
 import numpy as np
 
 from dgnam_jax import cli, files
 from dgnam_jax.nets import imagenet
 from dgnam_jax.sweeps import outputs
 from dgnam_jax.sweeps import run as sweep
+from experiments import imagenet_report
 
 _OUT = flags.DEFINE_string('out', 'runs/imagenet_efficientnet', 'Root of the sweeps and metrics.')
 _DATA = flags.DEFINE_string('data', '../shared/data/tinyimagenet200_jpeg.npz', 'Tiny ImageNet '
@@ -57,8 +57,6 @@ _STAGE = flags.DEFINE_enum('stage', 'all', ['synthesize', 'all', 'report'], '`sy
 _NOTES = flags.DEFINE_list('report_notes', [], 'Markdown files appended to the report (notes).')
 _VAL_IMAGES = flags.DEFINE_integer('val_images', 0, 'Tiny val images for M1 and KID (0: all '
                                    '10,000; fewer for a quick check).', lower_bound=0)
-TIMINGS = 'timings.json'  # synthesis wall times per sweep, beside the sweeps
-
 _CACHE_DIR = flags.DEFINE_string('cache_dir', 'runs/data_cache', 'Decoded-image cache.')
 
 
@@ -91,31 +89,14 @@ def _sweep(out: str, target: str, method: str, units: list[int], generator: str)
   seconds = time.time() - t
   _log(f'{out}: {seconds:.0f} s')
   if _rows_done(out) > before:  # a resumed, already finished sweep adds no time
-    record_time(os.path.dirname(out), os.path.basename(out), seconds, _rows_done(out) - before)
+    imagenet_report.record_time(os.path.dirname(out), os.path.basename(out), seconds,
+                                _rows_done(out) - before)
   return out
 
 
 def _rows_done(out: str) -> int:
   manifest = outputs.read_manifest(out) if os.path.isdir(out) else None
   return len(manifest['rows']) if manifest else 0
-
-
-def record_time(root: str, name: str, seconds: float, requests: int) -> None:
-  """Adds one stretch of synthesis to ``<root>/timings.json`` (sessions of a resumed sweep add
-  up), with the machine it ran on: the report's wall times."""
-  path = os.path.join(root, TIMINGS)
-  timings = {}
-  if os.path.exists(path):
-    with open(path) as f:
-      timings = json.load(f)
-  entry = timings.setdefault(name, {'seconds': 0.0, 'requests': 0, 'machines': []})
-  entry['seconds'] = round(entry['seconds'] + seconds, 1)
-  entry['requests'] += requests
-  machine = f'{os.cpu_count()}-core CPU' if jax.default_backend() == 'cpu' else (
-      f'{jax.device_count()} x {jax.devices()[0].device_kind}')
-  if machine not in entry['machines']:
-    entry['machines'].append(machine)
-  files.atomic_write_text(path, json.dumps(timings, indent=1) + '\n')
 
 
 def synthesize(out: str, seen: list[int], unseen: list[int]) -> dict[str, str]:
@@ -133,7 +114,6 @@ def synthesize(out: str, seen: list[int], unseen: list[int]) -> dict[str, str]:
 
 
 def _rewrite_report(out: str) -> None:
-  from experiments import imagenet_report  # noqa: PLC0415
   if not _REPORT.value:
     raise app.UsageError('--stage=report needs --report')
   path = os.path.join(out, 'metrics.json')
@@ -160,7 +140,6 @@ def _run() -> None:
   _log(f'all sweeps: {time.time() - t:.0f} s')
   if _STAGE.value == 'synthesize':
     return
-  from experiments import imagenet_report  # noqa: PLC0415 (the evaluation stage only)
   imagenet_report.evaluate_and_report(
       runs, seen=seen, unseen=unseen, out=out, data_path=_DATA.value, report=_REPORT.value,
       target=_TARGET.value, judge=_JUDGE.value, tiny_judge=_TINY_JUDGE.value,

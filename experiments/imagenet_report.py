@@ -25,6 +25,7 @@ from dgnam_jax.nets import imagenet
 from dgnam_jax.nets.loading import load_classifier_pipeline, load_pair
 from dgnam_jax.sweeps import outputs
 
+TIMINGS = 'timings.json'  # synthesis wall times per sweep, beside the sweeps
 TILE = 96  # grid tiles (the nets' 240/260 px images would make a 40-row grid 10k px tall)
 
 
@@ -52,6 +53,24 @@ def _render(run: str, target: str, generator: str | None):
     pipe, clf_params, _ = load_classifier_pipeline(f'registry:{target}')
     gen_params = None
   return judging.render_sweep(run, pipe, gen_params, (0.0, 0.0, 0.0)), pipe, clf_params
+
+
+def record_time(root: str, name: str, seconds: float, requests: int) -> None:
+  """Adds one stretch of synthesis to ``<root>/timings.json`` (sessions of a resumed sweep add
+  up), with the machine it ran on: the report's wall times."""
+  path = os.path.join(root, TIMINGS)
+  timings = {}
+  if os.path.exists(path):
+    with open(path) as f:
+      timings = json.load(f)
+  entry = timings.setdefault(name, {'seconds': 0.0, 'requests': 0, 'machines': []})
+  entry['seconds'] = round(entry['seconds'] + seconds, 1)
+  entry['requests'] += requests
+  machine = f'{os.cpu_count()}-core CPU' if jax.default_backend() == 'cpu' else (
+      f'{jax.device_count()} x {jax.devices()[0].device_kind}')
+  if machine not in entry['machines']:
+    entry['machines'].append(machine)
+  files.atomic_write_text(path, json.dumps(timings, indent=1) + '\n')
 
 
 def _split_scores(hits: Mapping[str, np.ndarray], mask: np.ndarray) -> dict:
@@ -163,7 +182,7 @@ def evaluate_and_report(runs: Mapping[str, str], *, seen: Sequence[int], unseen:
       methods_grid(os.path.join(fig_dir, f'grid_{split}.png'), sub, output_layer='_fc',
                    seeds=(0,), scale=1, max_classes=25)
   record['eval_s'] = round(time.time() - t0, 1)
-  timings = os.path.join(out, 'timings.json')  # written by the synthesis stage
+  timings = os.path.join(out, TIMINGS)  # written by the synthesis stage
   if os.path.exists(timings):
     with open(timings) as f:
       record['synthesis'] = {n: t for n, t in json.load(f).items() if n in runs}

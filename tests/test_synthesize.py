@@ -511,8 +511,9 @@ def test_a_non_utf8_prototxt_is_named(tmp_path):
 
 def test_ctrl_c_stops_cleanly_with_the_resume_hint(ckpts, cli_env, tmp_path):
   out = tmp_path / 'out'
-  proc = subprocess.Popen(_cli(ckpts, out, '--units=0-7', '--seeds=0-9', '--chunk=2',
-                               '--iters=50'), env=cli_env, cwd=ROOT, stdout=subprocess.PIPE,
+  # Enough work (~1 min of chunks) that a loaded machine cannot finish before the signal lands.
+  proc = subprocess.Popen(_cli(ckpts, out, '--units=0-7', '--seeds=0-19', '--chunk=2',
+                               '--iters=300'), env=cli_env, cwd=ROOT, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True)
   deadline = time.monotonic() + 240
   while not (outputs.read_manifest(str(out)) or {}).get('rows'):  # the first chunk is saved
