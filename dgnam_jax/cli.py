@@ -12,6 +12,7 @@ The library never prints; runners do, through these helpers, one way for all:
 from __future__ import annotations
 
 import logging as std_logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -112,3 +113,11 @@ def absl_main(prog: str, action: Callable[[], str | None], resumable: bool = Tru
       raise app.UsageError(f'unexpected arguments: {argv[1:]}')
     return run(prog, action, resumable)
   return main
+
+
+def machine() -> str:
+  """What a run ran on, for wall-time tables: 'N-core CPU' or 'K x <device kind>'."""
+  import jax  # noqa: PLC0415 (runners without jax import cli too)
+  dev = jax.devices()[0]
+  return (f'{len(os.sched_getaffinity(0))}-core CPU' if dev.platform == 'cpu'
+          else f'{jax.device_count()} x {dev.device_kind}')

@@ -59,14 +59,6 @@ _EVALUATE = flags.DEFINE_bool('evaluate', True, 'Evaluate and report after synth
                               'without the dataset; a later run resumes the finished sweeps).')
 
 
-def _machine() -> str:
-  """What this run's stages ran on, for the timings table."""
-  import jax  # pylint: disable=import-outside-toplevel
-  dev = jax.devices()[0]
-  return (f'{len(os.sched_getaffinity(0))}-core CPU' if dev.platform == 'cpu'
-          else f'{jax.device_count()} x {dev.device_kind}')
-
-
 def _log(msg: str) -> None:
   cli.say('evaluate_preset', msg)
 
@@ -132,7 +124,7 @@ def _run() -> None:
   _log(f'evaluation: {timings["evaluation (synthesis excluded)"]:.0f} s')
   timing_md = os.path.join(metrics_dir, 'timings.md')
   with open(timing_md, 'w') as f:
-    f.write(f'## Wall times ({_machine()})\n\n| stage | s |\n|---|---|\n' + ''.join(
+    f.write(f'## Wall times ({cli.machine()})\n\n| stage | s |\n|---|---|\n' + ''.join(
         f'| {k} | {v:.0f} |\n' for k, v in timings.items()))
   if _REPORT.value:
     subprocess.run([sys.executable, '-m', 'experiments.report',

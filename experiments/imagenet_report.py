@@ -18,7 +18,7 @@ import jax
 import numpy as np
 from PIL import Image
 
-from dgnam_jax import data, files
+from dgnam_jax import cli, data, files
 from dgnam_jax.evaluation import judging, metrics
 from dgnam_jax.evaluation.runs import methods_grid
 from dgnam_jax.nets import imagenet
@@ -66,8 +66,7 @@ def record_time(root: str, name: str, seconds: float, requests: int) -> None:
   entry = timings.setdefault(name, {'seconds': 0.0, 'requests': 0, 'machines': []})
   entry['seconds'] = round(entry['seconds'] + seconds, 1)
   entry['requests'] += requests
-  machine = f'{os.cpu_count()}-core CPU' if jax.default_backend() == 'cpu' else (
-      f'{jax.device_count()} x {jax.devices()[0].device_kind}')
+  machine = cli.machine()
   if machine not in entry['machines']:
     entry['machines'].append(machine)
   files.atomic_write_text(path, json.dumps(timings, indent=1) + '\n')

@@ -128,6 +128,11 @@ def rgb_to_input(rgb: jax.Array, space: ImageSpace, resize: str | None = None) -
     if not resize:
       raise ValueError(f'images are {tuple(x.shape[1:3])}, the net takes {tuple(space.size)}')
     x = jax.image.resize(x, (x.shape[0], *space.size, x.shape[3]), resize)
+  return rgb255_to_space(x, space)
+
+
+def rgb255_to_space(x: jax.Array, space: ImageSpace) -> jax.Array:
+  """Float RGB images (..., 3) in 0-255 -> ``space`` (channel order, pixel scale, mean)."""
   if space.channel_order == 'BGR':
     x = x[..., ::-1]
   if space.pixel_scale != 255.0:

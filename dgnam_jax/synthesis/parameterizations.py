@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dgnam_jax.nets.pipeline import Pipeline
+from dgnam_jax.nets.pipeline import Pipeline, rgb255_to_space
 from dgnam_jax.synthesis import codes as codes_lib
 
 # Square root of ImageNet's RGB colour covariance (as Lucid's color_correlation_svd_sqrt),
@@ -122,9 +122,4 @@ class FourierSpectrum(Pixels):
     spec = (p[..., 0] + 1j * p[..., 1]) * _spectrum_scale(h, w, self.decay_power)[..., None]
     img = jnp.fft.irfft2(spec, s=(h, w), axes=(0, 1)) * np.sqrt(h * w) / 4.0
     rgb = jax.nn.sigmoid(img @ jnp.asarray(_COLOR_SQRT.T))
-    space = pipe.classifier_space
-    # Caffe space: BGR 0-255 minus the mean, the same bits as before other spaces were handled.
-    x = rgb[..., ::-1] * 255.0 if space.channel_order == 'BGR' else rgb * 255.0
-    if space.pixel_scale != 255.0:
-      x = x * (space.pixel_scale / 255.0)
-    return x - jnp.asarray(space.mean, jnp.float32)
+    return rgb255_to_space(rgb * 255.0, pipe.classifier_space)

@@ -366,10 +366,9 @@ def train_generator(train: data.ImageSet, test: data.ImageSet, encoder_path: str
             **({'init_from': files.relative_path(init_from)} if init_from else {})}
     if codes is not None:
       info['comparator'] = files.relative_path(encoder_path)
-      result['out'] = export_generator(out, config, deploy, mean_bgr, stats, codes.encoder, info,
-                                       code_blob=codes.layer)
-    else:
-      result['out'] = export_generator(out, config, deploy, mean_bgr, stats, encoder_path, info)
+    result['out'] = export_generator(
+        out, config, deploy, mean_bgr, stats, codes.encoder if codes else encoder_path, info,
+        code_blob=codes.layer if codes else CODE_BLOB)
     if os.path.exists(os.path.join(workdir, CURVES_FILE)):
       shutil.copy(os.path.join(workdir, CURVES_FILE), os.path.join(out, CURVES_FILE))
     reconstruction_grid(encoder, enc_params, deploy_gen, deploy, grid_images, mean_bgr,
