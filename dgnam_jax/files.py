@@ -92,7 +92,7 @@ def sha256_file(path: str) -> str:
   return digest.hexdigest()
 
 
-def _checkpoint_hashes(path: str) -> dict:
+def checkpoint_hashes(path: str) -> dict:
   """sha256 of dgnam.json and one combined sha256 over (relative path, file hash) of params/.
 
   A ``registry:<net>`` name is recorded as given (it names the net on every machine); its cached
@@ -145,7 +145,7 @@ def provenance(argv: Sequence[str], checkpoints: Mapping[str, str], dtype: str) 
   devices = jax.devices()
   return {
       'argv': list(argv),
-      'checkpoints': {role: _checkpoint_hashes(p) for role, p in checkpoints.items()},
+      'checkpoints': {role: checkpoint_hashes(p) for role, p in checkpoints.items()},
       'versions': versions,
       'devices': {'platform': devices[0].platform, 'device_kind': devices[0].device_kind,
                   'count': len(devices)},

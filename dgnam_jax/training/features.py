@@ -18,8 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dgnam_jax import data, files
-from dgnam_jax.nets import checkpoint
-from dgnam_jax.nets.pipeline import rgb_to_input, space_from_metadata
+from dgnam_jax.nets import forward
 
 MANIFEST = 'features.json'
 
@@ -45,9 +44,7 @@ def pool_features(x: jax.Array, cells: int) -> jax.Array:
 def feature_fn(path: str, layers: Sequence[str], cells: int) -> tuple[Callable, dict]:
   """(jitted uint8 RGB -> {layer: (N, D) float32}, its description) for the checkpoint ``path``,
   applying the checkpoint's own preprocessing."""
-  module, params, meta = checkpoint.load_checkpoint(path)
-  space = space_from_metadata(meta)
-  resize = (meta.get('preprocessing') or {}).get('resize')
+  apply, params, meta, space, resize = forward.rgb_net(path)
   known = {b['name'] for b in meta.get('blobs') or []}
   missing = [name for name in layers if known and name not in known]
   if missing:
@@ -57,10 +54,10 @@ def feature_fn(path: str, layers: Sequence[str], cells: int) -> tuple[Callable, 
   def run(p, rgb):
     # Blobs after the whole forward: a Caffe net's in-place ReLU has run (fc6 post-ReLU, the
     # generator code convention).
-    outs = module.apply({'params': p}, rgb_to_input(rgb, space, resize)).blobs
+    outs = apply(p, rgb).blobs
     return {name: pool_features(outs[name], cells) for name in layers}
 
-  hashes = files._checkpoint_hashes(path)  # pylint: disable=protected-access
+  hashes = files.checkpoint_hashes(path)
   desc = {'net': hashes['path'], 'net_hashes': {k: v for k, v in hashes.items()
                                                 if k.endswith('sha256')},
           'layers': list(layers), 'cells': cells, 'input_size': list(space.size),

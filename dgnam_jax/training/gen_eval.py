@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 from collections.abc import Callable, Mapping
@@ -28,6 +29,14 @@ REGISTERED_NAME = 'cifar10_generator'  # the registry entry built from CIFAR10_G
 CODE_BLOB = 'fc6'  # read after the whole forward, so post-ReLU (relu6 is in place)
 
 
+def _photo_sq_err(fake, x, mean_bgr, n):
+  """Per-image MSE of the saved photo (output + mean, clipped to 0-255) against the input x;
+  rows past the valid ``n`` (batch padding) hold 0."""
+  err = jnp.clip(fake + mean_bgr, 0, 255) - (x + mean_bgr)
+  valid = jnp.arange(x.shape[0]) < n
+  return jnp.where(valid, jnp.mean(jnp.square(err), axis=(1, 2, 3)), 0.0), valid
+
+
 @functools.lru_cache(maxsize=8)
 def make_recon_fn(encoder, generator) -> Callable:
   """jit(enc params, gen params, uint8 RGB, valid n, mean) -> (per-image MSE, rel code err, G).
@@ -39,13 +48,10 @@ def make_recon_fn(encoder, generator) -> Callable:
     x = data.to_net_input(images_u8, mean_bgr)
     code = encoder.apply({'params': enc_params}, x).blobs[CODE_BLOB]
     fake = generator.apply({'params': gen_params}, code).blobs['deconv0']
-    # The saved photo: generator output + mean, clipped to 0-255 (error in 0-255 units).
-    err = jnp.clip(fake + mean_bgr, 0, 255) - (x + mean_bgr)
+    sq, valid = _photo_sq_err(fake, x, mean_bgr, n)
     recode = encoder.apply({'params': enc_params}, fake).blobs[CODE_BLOB]
     rel = (jnp.linalg.norm(recode - code, axis=-1)
            / jnp.maximum(jnp.linalg.norm(code, axis=-1), 1e-6))
-    valid = jnp.arange(images_u8.shape[0]) < n
-    sq = jnp.where(valid, jnp.mean(jnp.square(err), axis=(1, 2, 3)), 0.0)
     return sq, jnp.where(valid, rel, 0.0), fake
 
   return jax.jit(fn)
@@ -59,11 +65,21 @@ def make_decode_fn(generator) -> Callable:
   def fn(gen_params, code, images_u8, n, mean_bgr):
     x = data.to_net_input(images_u8, mean_bgr)
     fake = generator.apply({'params': gen_params}, code).blobs['deconv0']
-    err = jnp.clip(fake + mean_bgr, 0, 255) - (x + mean_bgr)
-    valid = jnp.arange(images_u8.shape[0]) < n
-    return jnp.where(valid, jnp.mean(jnp.square(err), axis=(1, 2, 3)), 0.0), fake
+    return _photo_sq_err(fake, x, mean_bgr, n)[0], fake
 
   return jax.jit(fn)
+
+
+def _psnr_db(mse):
+  return 10 * np.log10(255.0 ** 2 / np.maximum(mse, 1e-12))
+
+
+def _summary(sq: list[np.ndarray], rel: list[np.ndarray] | None) -> dict[str, Any]:
+  sq = np.concatenate(sq)
+  mse = float(sq.mean())
+  return {'psnr_db': float(_psnr_db(mse)), 'psnr_image_mean_db': float(_psnr_db(sq).mean()),
+          'mse': mse, 'code_rel_err': None if rel is None else float(np.concatenate(rel).mean()),
+          'images': len(sq)}
 
 
 def decode_metrics(generator, gen_params, dataset: data.ImageSet, codes: np.ndarray,
@@ -74,24 +90,13 @@ def decode_metrics(generator, gen_params, dataset: data.ImageSet, codes: np.ndar
     raise ValueError(f'{len(codes)} codes for {len(dataset)} images')
   fn = make_decode_fn(generator)
   mean = np.asarray(mean_bgr, np.float32)
-  b = min(batch_size, len(dataset))
+  # The labels carry each image's row in ``codes``, so the shared batching pads both alike.
+  indexed = dataclasses.replace(dataset, labels=np.arange(len(dataset)))
   sq = []
-  for lo in range(0, len(dataset), b):
-    x, c = dataset.images[lo:lo + b], codes[lo:lo + b]
-    n = len(x)
-    if n < b:  # one compiled shape: pad the last batch
-      x = np.concatenate([x, np.zeros((b - n, *x.shape[1:]), x.dtype)])
-      c = np.concatenate([c, np.zeros((b - n, *c.shape[1:]), c.dtype)])
-    s, _ = fn(gen_params, jnp.asarray(c, jnp.float32), x, n, mean)
+  for x, rows, n in data.eval_batches(indexed, min(batch_size, len(dataset))):
+    s, _ = fn(gen_params, jnp.asarray(codes[rows], jnp.float32), x, n, mean)
     sq.append(np.asarray(s, np.float64)[:n])
-  sq = np.concatenate(sq)
-  mse = float(sq.mean())
-  return {'psnr_db': float(_psnr_db(mse)), 'psnr_image_mean_db': float(_psnr_db(sq).mean()),
-          'mse': mse, 'code_rel_err': None, 'images': len(dataset)}
-
-
-def _psnr_db(mse):
-  return 10 * np.log10(255.0 ** 2 / np.maximum(mse, 1e-12))
+  return _summary(sq, None)
 
 
 def reconstruction_metrics(encoder, enc_params, generator, gen_params, dataset: data.ImageSet,
@@ -110,10 +115,7 @@ def reconstruction_metrics(encoder, enc_params, generator, gen_params, dataset: 
     s, r, _ = fn(enc_params, gen_params, x, n, mean)
     sq.append(np.asarray(s, np.float64)[:n])
     rel.append(np.asarray(r, np.float64)[:n])
-  sq, rel = np.concatenate(sq), np.concatenate(rel)
-  mse = float(sq.mean())
-  return {'psnr_db': float(_psnr_db(mse)), 'psnr_image_mean_db': float(_psnr_db(sq).mean()),
-          'mse': mse, 'code_rel_err': float(rel.mean()), 'images': len(dataset)}
+  return _summary(sq, rel)
 
 
 def describe(ev: Mapping[str, float]) -> str:
