@@ -213,11 +213,19 @@ def load_dataset(data: str, cache_dir: str | None = None, size: int | None = Non
   return split_holdout(full, test_fraction, seed)
 
 
+SPLITS = ('train', 'test')
+
+
+def check_split(split: str) -> None:
+  """Raises ValueError unless ``split`` is one of :data:`SPLITS`."""
+  if split not in SPLITS:
+    raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+
+
 def load_split(data: str, split: str, cache_dir: str | None = None,
                size: int | None = None) -> ImageSet:
   """One split of :func:`load_dataset`: 'train', or 'test' (the held-out images)."""
-  if split not in ('train', 'test'):
-    raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+  check_split(split)
   train, test = load_dataset(data, cache_dir, size)
   return train if split == 'train' else test
 

@@ -362,6 +362,9 @@ def test_feature_cache_is_resumable_and_matches_a_forward_pass(tiny, tmp_path):
     features.encode_dataset(cls, NPZ, out, ['fc6'], cells=2, splits=('test',), chunk=7)
   with pytest.raises(ValueError, match='no output'):
     features.encode_dataset(cls, NPZ, str(tmp_path / 'x'), ['nope'])
+  with pytest.raises(ValueError, match="split must be 'train' or 'test', not 'val'"):
+    features.encode_dataset(cls, NPZ, str(tmp_path / 'y'), ['fc6'], splits=('test', 'val'))
+  assert not os.path.exists(tmp_path / 'x') and not os.path.exists(tmp_path / 'y')
   with pytest.raises(ValueError, match="no 'train' features"):
     features.load_features(out, 'train', 'fc6')
   with pytest.raises(ValueError, match='cannot pool'):

@@ -91,6 +91,8 @@ def encode_dataset(path: str, data_path: str, out: str, layers: Sequence[str], c
                    ) -> dict:
   """Features of every image of ``splits`` of ``data_path`` under ``out`` (resumable; a rerun
   with other settings is refused); returns the manifest written at the end."""
+  for split in splits:  # before anything is written: a bad split leaves no output
+    data.check_split(split)
   fn, desc = feature_fn(path, layers, cells)
   desc.update(data=files.relative_path(data_path), splits=list(splits), chunk=chunk)
   os.makedirs(out, exist_ok=True)
