@@ -8,6 +8,14 @@ stored in the generator checkpoint as ``bounds.npy`` of kind ``mean_std``: DGN-A
 [0, mean + k std] with k = ``--bounds_k`` of ``experiments.synthesize`` (3 by default, as the
 paper's [0, 3 sigma]). ``train_generator`` does this at export; this runner redoes it, e.g. over
 other images or for a generator trained elsewhere.
+
+A percentile box instead (a prior on codes fitted to real images; issue 21's lever 4):
+
+  python -m experiments.code_bounds --generator=checkpoints/tinyimagenet200/generator \
+      --data=../shared/data/tinyimagenet200_jpeg.npz --percentile=99 --out_file=p99.npy
+
+writes the per-unit 99th percentile of the real codes as an upper-bounds file for
+``synthesize --bounds=p99.npy`` (the box [0, p99]) and leaves the checkpoint unchanged.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import json
 import os
 import sys
 
+import numpy as np
 from absl import app
 from absl import flags
 
@@ -26,6 +35,10 @@ from experiments import _generator_flags as gflags
 
 _GENERATOR = flags.DEFINE_string('generator', None, 'Generator checkpoint to write bounds into.')
 _K = flags.DEFINE_float('bounds_k', 3.0, 'Default std multiple recorded with the bounds.')
+_PERCENTILE = flags.DEFINE_float('percentile', None, 'Write the per-unit percentile of the codes '
+                                 'to --out_file instead (an upper-bounds file for --bounds).',
+                                 lower_bound=0.0, upper_bound=100.0)
+_OUT_FILE = flags.DEFINE_string('out_file', None, 'The .npy written with --percentile.')
 
 
 def write_bounds(generator: str, stats, bounds_k: float, source: str) -> None:
@@ -44,6 +57,10 @@ def write_bounds(generator: str, stats, bounds_k: float, source: str) -> None:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  if (_PERCENTILE.value is None) != (_OUT_FILE.value is None):
+    raise app.UsageError('--percentile and --out_file go together')
+  if _OUT_FILE.value and not _OUT_FILE.value.endswith('.npy'):
+    raise app.UsageError(f'--out_file={_OUT_FILE.value}: must end in .npy')
   gen = _GENERATOR.value
   try:  # the encoder only: the generator's parameters are not needed for its bounds
     meta = gen_eval.generator_metadata(gen)
@@ -52,6 +69,14 @@ def main(argv):
     raise app.UsageError(str(e)) from None
   encoder, params, enc_meta = checkpoint.load_checkpoint(enc_path)
   images = gflags.images()
+  if _PERCENTILE.value is not None:
+    codes = gen_eval.encode_codes(encoder, params, images, enc_meta['mean']['per_channel'])
+    upper = np.percentile(codes, _PERCENTILE.value, axis=0).astype(np.float32)
+    files.atomic_save_npy(_OUT_FILE.value, upper)
+    print(f'{_OUT_FILE.value}: per-unit {_PERCENTILE.value:g}th percentile of {codes.shape[1]} '
+          f'code units over {len(images)} {gflags.SPLIT.value} images; mean {upper.mean():.3f}, '
+          f'max {upper.max():.3f}; {float((upper == 0).mean()):.0%} of units pinned at 0')
+    return 0
   stats = gen_eval.code_statistics(encoder, params, images, enc_meta['mean']['per_channel'])
   source = f'{len(images)} {gflags.SPLIT.value} images of {gflags.DATA.value}'
   write_bounds(gen, stats, _K.value, source)

@@ -48,6 +48,9 @@ _CLASSIFIER = flags.DEFINE_string('classifier', None, 'Classifier checkpoint (de
 _JUDGE = flags.DEFINE_string('judge', None, 'Independent classifier checkpoint (not the '
                              'visualized one).')
 _OUT = flags.DEFINE_string('out', None, 'Output directory (resumed).', allow_override=True)
+_BOUNDS = flags.DEFINE_string('bounds', None, 'An upper-bounds file for every trial (e.g. a '
+                              'percentile box of experiments.code_bounds) instead of the '
+                              "checkpoint's mean + k std (the k draws then have no effect).")
 _TRIALS = flags.DEFINE_integer('trials', 12, 'Trials, the preset included.')
 _SEEDS = flags.DEFINE_string('seeds', '0-4', 'Seeds per class (a range a-b or a list).')
 _UNITS = flags.DEFINE_string('units', None, 'Classes searched (--units syntax; default: the '
@@ -115,6 +118,8 @@ def _run() -> None:
   method = _METHOD.value
   if not methods_lib.get(method).uses_generator:
     nets_['generator'] = None
+  elif _BOUNDS.value:
+    nets_['bounds'] = _BOUNDS.value
   for i, trial in enumerate(draw_settings(_TRIALS.value, _SEARCH_SEED.value, base, method)):
     config = sweep.config_with_preset(_PRESET.value, out=os.path.join(out, f'trial_{i:02d}'),
                                       seeds=seeds, method=method, units=_UNITS.value,

@@ -112,6 +112,16 @@ def test_settings_search_smoke(tmp_path):
   assert all('tv=' in t.get('method_args', 'tv=') for t in rec['trials']) and rec['pixel'] == []
   with open(out / 'best_settings.json') as f:
     assert set(json.load(f)) == {'pixel_tv'}
+  # A bounds file (a percentile box) replaces the checkpoint's bounds in every trial.
+  box = tmp_path / 'box.npy'
+  np.save(box, np.full(512, 0.25, np.float32))  # the CIFAR-10 generator's 512-d code
+  out = tmp_path / 'search_box'
+  _run('experiments.search_settings', f'--judge={os.path.join(CIFAR, "judge")}', f'--out={out}',
+       '--trials=1', '--seeds=0', '--iters=3', '--pixel_lrs=', '--units=1', f'--bounds={box}')
+  with open(out / 'trial_00' / 'manifest.json') as f:
+    assert json.load(f)['settings']['bounds']['source'] == 'file'
+  final = np.load(next((out / 'trial_00' / 'codes').glob('*_final.npy')))
+  assert final.max() <= 0.25 and final.min() >= 0.0
 
 
 def test_evaluate_preset_smoke(tmp_path):

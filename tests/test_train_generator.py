@@ -254,6 +254,19 @@ def test_runners(tiny):
     assert 'train images' in json.load(f)['generator']['bounds_from']
   rc, log = _run('experiments.code_bounds', f'--generator={cls}', f'--data={NPZ}')
   assert rc != 0 and 'not a generator' in log
+  # A percentile box: an upper-bounds file of the real codes' per-unit percentile.
+  p90 = root / 'p90.npy'
+  rc, log = _run('experiments.code_bounds', f'--generator={out}', f'--data={NPZ}',
+                 f'--cache_dir={root / "cache"}', '--percentile=90', f'--out_file={p90}')
+  assert rc == 0, log
+  enc, enc_params, enc_meta = checkpoint.load_checkpoint(cls)
+  test = data.load_split(NPZ, 'test', str(root / 'cache'))
+  codes = gen_eval.encode_codes(enc, enc_params, test, enc_meta['mean']['per_channel'])
+  np.testing.assert_allclose(np.load(p90), np.percentile(codes, 90, axis=0), rtol=1e-6)
+  assert np.array_equal(checkpoint.load_array(out, 'bounds'), after)  # checkpoint unchanged
+  rc, log = _run('experiments.code_bounds', f'--generator={out}', f'--data={NPZ}',
+                 '--percentile=90')
+  assert rc != 0 and '--percentile and --out_file go together' in log
 
   scores, grid = root / 'scores.json', root / 'recon.png'
   rc, log = _run('experiments.score_generator', f'--generator={out}', f'--data={NPZ}',

@@ -3,7 +3,8 @@
 * :func:`reconstruction_metrics`: PSNR of G(E(x)) against held-out x (the saved-photo convention:
   output + mean clipped to 0-255), pooled and per image, and the relative error of the re-encoded
   code E(G(E(x))).
-* :func:`code_statistics`: per-unit mean and std of the post-ReLU code, the bounds file.
+* :func:`code_statistics`: per-unit mean and std of the post-ReLU code, the bounds file;
+  :func:`encode_codes`: the codes themselves (percentile boxes).
 * :func:`export_generator`: the generator checkpoint (CHECKPOINTS.md), naming its encoder.
 """
 
@@ -151,21 +152,24 @@ def reconstruction_grid(encoder, enc_params, generator, gen_params, images_u8: n
   return images.save_image(path, pic)
 
 
-def code_statistics(encoder, enc_params, dataset: data.ImageSet, mean_bgr: np.ndarray,
-                    blob: str = CODE_BLOB, batch_size: int = 500) -> np.ndarray:
-  """(2, D): per-unit mean and std of the post-ReLU code over a split (float64 sums)."""
+def encode_codes(encoder, enc_params, dataset: data.ImageSet, mean_bgr: np.ndarray,
+                 blob: str = CODE_BLOB, batch_size: int = 500) -> np.ndarray:
+  """(N, D) float32: the encoder's post-ReLU code of every image of a split."""
   # The whole forward: with end=blob an in-place ReLU after it would not have run yet.
   fn = jax.jit(lambda p, x: encoder.apply({'params': p}, x).blobs[blob])
   mean = np.asarray(mean_bgr, np.float32)
-  s1 = s2 = None
+  parts = []
   for x, _, n in data.eval_batches(dataset, min(batch_size, len(dataset))):
-    c = np.asarray(fn(enc_params, data.to_net_input(x, mean)), np.float64)[:n]
-    c = c.reshape(n, -1)
-    s1 = c.sum(0) if s1 is None else s1 + c.sum(0)
-    s2 = (c * c).sum(0) if s2 is None else s2 + (c * c).sum(0)
-  mu = s1 / len(dataset)
-  std = np.sqrt(np.maximum(s2 / len(dataset) - mu * mu, 0.0))
-  return np.stack([mu, std]).astype(np.float32)
+    c = np.asarray(fn(enc_params, data.to_net_input(x, mean)), np.float32)[:n]
+    parts.append(c.reshape(n, -1))
+  return np.concatenate(parts)
+
+
+def code_statistics(encoder, enc_params, dataset: data.ImageSet, mean_bgr: np.ndarray,
+                    blob: str = CODE_BLOB, batch_size: int = 500) -> np.ndarray:
+  """(2, D): per-unit mean and std of the post-ReLU code over a split (float64)."""
+  c = encode_codes(encoder, enc_params, dataset, mean_bgr, blob, batch_size).astype(np.float64)
+  return np.stack([c.mean(0), c.std(0)]).astype(np.float32)
 
 
 def encoder_checkpoint(generator_path: str, meta: Mapping[str, Any]) -> str:
