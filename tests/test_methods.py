@@ -137,7 +137,18 @@ def test_method_args_override_options():
     with pytest.raises(ValueError, match='--method_args'):
       methods.get('pixel_tv').with_args(bad)
   with pytest.raises(ValueError, match='takes no options'):
+    methods.parse_options(methods.NoOptions(), 'l2=0.5', 'x')
+  with pytest.raises(ValueError, match=r"name in \['shrink'\]"):
     methods.get('dgnam').with_args('l2=0.5')
+
+
+def test_shrink_is_the_l1_proximal_step_and_sparsifies_dgnam_codes(tiny):
+  p = jnp.asarray([-1.0, -0.05, 0.0, 0.05, 0.3])
+  np.testing.assert_allclose(regularizers.Shrink(0.1).project(p, None), [-0.9, 0, 0, 0, 0.2])
+  dense = _run(tiny, 'dgnam', [0, 3, 5], [0, 1, 2], iters=20, lr=2.0)[1].final_codes
+  sparse = _run(tiny, 'dgnam', [0, 3, 5], [0, 1, 2], iters=20, lr=2.0,
+                args='shrink=0.05')[1].final_codes
+  assert np.mean(np.asarray(sparse) == 0) > np.mean(np.asarray(dense) == 0) + 0.05
 
 
 def test_registry_rejects_unknown_and_duplicate_names():

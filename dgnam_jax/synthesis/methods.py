@@ -85,20 +85,28 @@ def fourier_recipe(o: PixelOptions) -> Recipe:
                 regularizers=tuple(_image_regularizers(o)))
 
 
-def dgnam_recipe(options: NoOptions | None = None) -> Recipe:
+@dataclasses.dataclass(frozen=True)
+class CodeOptions:
+  """Static options of the methods on generator codes (``--method_args``)."""
+  shrink: float = 0.0  # soft threshold per step after box and L2 (an L1 prior; 0: off)
+
+
+def _code_regularizers(o: CodeOptions | None) -> tuple:
+  out = (regs.CodeBox(), regs.Decay())
+  return out + (regs.Shrink(o.shrink),) if o and o.shrink else out
+
+
+def dgnam_recipe(options: CodeOptions | None = None) -> Recipe:
   """act_max.py: normalized image and code steps, code box then L2, zero-gradient stop."""
-  del options
   return Recipe(params_lib.GeneratorCode(), NORMALIZED, image_update=NORMALIZED,
-                regularizers=(regs.CodeBox(), regs.Decay()), stop=Stop.ZERO_GRADIENT,
+                regularizers=_code_regularizers(options), stop=Stop.ZERO_GRADIENT,
                 returns=Returns.LAST_DRAWN)
 
 
-def dgnam_adam_recipe(options: NoOptions | None = None) -> Recipe:
+def dgnam_adam_recipe(options: CodeOptions | None = None) -> Recipe:
   """The Adam ablation: Adam on the raw code gradient; box and L2 as DGN-AM."""
-  del options
-  return Recipe(params_lib.GeneratorCode(), ADAM,
-                regularizers=(regs.CodeBox(), regs.Decay()), stop=Stop.ZERO_OR_NONFINITE,
-                returns=Returns.LAST_DRAWN)
+  return Recipe(params_lib.GeneratorCode(), ADAM, regularizers=_code_regularizers(options),
+                stop=Stop.ZERO_OR_NONFINITE, returns=Returns.LAST_DRAWN)
 
 
 def loguniform(rng, lo: float, hi: float) -> float:
@@ -221,10 +229,10 @@ def _pixel_lr(lo: float, hi: float) -> Callable[[Any, SearchRanges], dict]:
   return lambda rng, ranges: {'lr': loguniform(rng, lo, hi)}
 
 
-register(Method('dgnam', dgnam_recipe, summary='DGN-AM (act_max.py): normalized steps on codes',
+register(Method('dgnam', dgnam_recipe, CodeOptions(), summary='DGN-AM (act_max.py): normalized steps on codes',
                 search_first=_code_search_first, search_draw=_code_search_draw))
 register(Method(
-    'dgnam_adam', dgnam_adam_recipe, summary='DGN-AM codes optimized by Adam (ablation)',
+    'dgnam_adam', dgnam_adam_recipe, CodeOptions(), summary='DGN-AM codes optimized by Adam (ablation)',
     search_first=lambda base: {'lr': 0.05},
     search_draw=lambda rng, ranges: {'lr': loguniform(rng, 0.005, 0.5),
                                      'l2': choice(rng, [0.99, 0.999, 1.0]),

@@ -140,6 +140,19 @@ class Decay(Regularizer):
     return p * self.factor if 0 < self.factor < 1 else p
 
 
+@dataclasses.dataclass(frozen=True)
+class Shrink(Regularizer):
+  """Soft thresholding, ``sign(p) max(|p| - amount, 0)``: the proximal step of an L1 (Laplace)
+  prior on the code. Real post-ReLU codes are sparse (most units 0 for any one image); codes
+  optimized inside the box alone are dense and leave the generator's range."""
+  amount: float
+  role = 'projection'
+
+  def project(self, p, ctx: Context):
+    del ctx
+    return jnp.sign(p) * jnp.maximum(jnp.abs(p) - self.amount, 0.0)
+
+
 def _keep_top(v: jax.Array, pct: float) -> jax.Array:
   return v >= jnp.percentile(v, pct)
 
