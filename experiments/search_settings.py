@@ -51,6 +51,8 @@ _OUT = flags.DEFINE_string('out', None, 'Output directory (resumed).', allow_ove
 _BOUNDS = flags.DEFINE_string('bounds', None, 'An upper-bounds file for every trial (e.g. a '
                               'percentile box of experiments.code_bounds) instead of the '
                               "checkpoint's mean + k std (the k draws then have no effect).")
+_METHOD_ARGS = flags.DEFINE_string('method_args', None, 'Options of the method fixed in every '
+                                   'trial (e.g. shrink=0.02); replaces any drawn ones.')
 _TRIALS = flags.DEFINE_integer('trials', 12, 'Trials, the preset included.')
 _SEEDS = flags.DEFINE_string('seeds', '0-4', 'Seeds per class (a range a-b or a list).')
 _UNITS = flags.DEFINE_string('units', None, 'Classes searched (--units syntax; default: the '
@@ -102,7 +104,7 @@ def main(argv) -> int:
 
 
 def _run() -> None:
-  methods_lib.get(_METHOD.value)  # every input checked before --out is created
+  methods_lib.get(_METHOD.value).with_args(_METHOD_ARGS.value or '')  # checked before --out
   seeds = parse_seeds(_SEEDS.value)
   base = sweep.preset_settings(_PRESET.value)
   if _BASE_ITERS.value:
@@ -121,6 +123,8 @@ def _run() -> None:
   elif _BOUNDS.value:
     nets_['bounds'] = _BOUNDS.value
   for i, trial in enumerate(draw_settings(_TRIALS.value, _SEARCH_SEED.value, base, method)):
+    if _METHOD_ARGS.value:
+      trial = dict(trial, method_args=_METHOD_ARGS.value)
     config = sweep.config_with_preset(_PRESET.value, out=os.path.join(out, f'trial_{i:02d}'),
                                       seeds=seeds, method=method, units=_UNITS.value,
                                       **nets_, **trial)

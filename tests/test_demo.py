@@ -117,9 +117,11 @@ def test_settings_search_smoke(tmp_path):
   np.save(box, np.full(512, 0.25, np.float32))  # the CIFAR-10 generator's 512-d code
   out = tmp_path / 'search_box'
   _run('experiments.search_settings', f'--judge={os.path.join(CIFAR, "judge")}', f'--out={out}',
-       '--trials=1', '--seeds=0', '--iters=3', '--pixel_lrs=', '--units=1', f'--bounds={box}')
+       '--trials=1', '--seeds=0', '--iters=3', '--pixel_lrs=', '--units=1', f'--bounds={box}',
+       '--method_args=shrink=0.01')
   with open(out / 'trial_00' / 'manifest.json') as f:
-    assert json.load(f)['settings']['bounds']['source'] == 'file'
+    settings = json.load(f)['settings']
+  assert settings['bounds']['source'] == 'file' and settings['method_args'] == 'shrink=0.01'
   final = np.load(next((out / 'trial_00' / 'codes').glob('*_final.npy')))
   assert final.max() <= 0.25 and final.min() >= 0.0
 
