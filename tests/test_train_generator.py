@@ -417,5 +417,25 @@ def test_trainer_on_cached_codes_with_resize_conv(tiny, tmp_path):
   with pytest.raises(ValueError, match='units'):
     generator.train_generator(train, test, cls, dataclasses.replace(config, code_dim=8), cfg,
                               str(tmp_path / 'w3'), None, codes=cached)
-  with pytest.raises(ValueError, match='below 0'):  # logits: no ReLU
-    features.cached_codes(feats, 'fc8')
+  # Signed codes (logits here; a real net's block output in use): the box is mean -/+ k std.
+  signed = features.cached_codes(feats, 'fc8')
+  assert signed.signed and not cached.signed
+  out8 = str(tmp_path / 'g8')
+  generator.train_generator(train, test, cls, dataclasses.replace(config, code_dim=signed.dim),
+                            cfg, str(tmp_path / 'w8'), out8, checkpoint_every_secs=1e9,
+                            codes=signed)
+  meta8 = checkpoint.read_metadata(out8)
+  assert meta8['generator']['code_signed'] and not g.get('code_signed')
+  stats = checkpoint.load_array(out8, 'bounds')
+  lower, upper = codes.generator_box(out8, meta8, k=2.0)
+  np.testing.assert_allclose(lower, stats[0] - 2 * stats[1], rtol=1e-6)
+  np.testing.assert_allclose(upper, stats[0] + 2 * stats[1], rtol=1e-6)
+  assert lower.min() < 0
+  lower_fc6, _ = codes.generator_box(out, meta, k=2.0)
+  assert not lower_fc6.any()  # post-ReLU codes keep DGN-AM's [0, upper]
+  # A sweep on the signed generator clips to that box.
+  from dgnam_jax.sweeps import plan as plan_lib  # pylint: disable=import-outside-toplevel
+  p = plan_lib.plan_sweep(plan_lib.SweepConfig(generator=out8, classifier=cls, units='0,1',
+                                               out=str(tmp_path / 's8'), bounds_k=2.0))
+  np.testing.assert_allclose(p.lower.reshape(-1), lower.reshape(-1), rtol=1e-6)
+  assert 'lower_sha256' in p.settings['bounds']

@@ -143,20 +143,26 @@ def _sha(array: np.ndarray | None) -> str | None:
   return hashlib.sha256(repr(array.shape).encode() + array.tobytes()).hexdigest()
 
 
-def _bounds(config: SweepConfig, gen_meta, caffe_shape) -> tuple[np.ndarray | None, dict]:
-  """Upper bounds (Caffe order) or None, and their description for the settings."""
+def _bounds(config: SweepConfig, gen_meta, caffe_shape
+            ) -> tuple[np.ndarray | None, np.ndarray | None, dict]:
+  """(lower or None for 0, upper or None, both in Caffe order) and their description."""
   if config.bounds == 'none':
-    return None, {'source': 'none'}
+    return None, None, {'source': 'none'}
   if config.bounds:
     upper = codes.read_bounds_file(config.bounds, caffe_shape)
-    return upper, {'source': 'file', 'sha256': _sha(upper)}
-  upper = codes.generator_bounds(config.generator, gen_meta, config.bounds_k)
-  if upper is None:
+    return None, upper, {'source': 'file', 'sha256': _sha(upper)}
+  box = codes.generator_box(config.generator, gen_meta, config.bounds_k)
+  if box is None:
     raise ValueError(f'the generator checkpoint {config.generator} stores no code bounds; pass '
                      '--bounds=FILE (e.g. act_range/3x/fc6.txt) or --bounds=none')
+  lower, upper = box
   if upper.shape != tuple(caffe_shape):
     raise ValueError(f'the generator bounds have shape {upper.shape}, the code {caffe_shape}')
-  return upper, {'source': 'checkpoint', 'k': config.bounds_k, 'sha256': _sha(upper)}
+  desc = {'source': 'checkpoint', 'k': config.bounds_k, 'sha256': _sha(upper)}
+  if (gen_meta.get('generator') or {}).get('code_signed'):
+    desc['lower_sha256'] = _sha(lower)  # [0, ub] descriptions stay as they were (resumes)
+    return lower, upper, desc
+  return None, upper, desc
 
 
 def _encode_image(config: SweepConfig, pipe, clf_params, clf_meta, gen_meta, dtype):
@@ -329,8 +335,8 @@ def plan_sweep(config: SweepConfig, argv: Sequence[str] = ()) -> Plan:
     init_desc = {'kind': f'{config.method} start'}
   else:
     caffe_shape = tuple(gen_meta['generator']['code_shape'])
-    upper, bounds_desc = _bounds(config, gen_meta, caffe_shape)
-    lower, upper = codes.bounds_internal(upper, caffe_shape)
+    lower, upper, bounds_desc = _bounds(config, gen_meta, caffe_shape)
+    lower, upper = codes.bounds_internal(upper, caffe_shape, lower)
     codes0, init_desc, enc_dir = _initial_codes(config, requests, pipe, clf_params, clf_meta,
                                                 gen_meta, caffe_shape, dtype)
   gif_units = units_lib.parse_units(config.gif_units) if config.gif_units else []

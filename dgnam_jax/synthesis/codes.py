@@ -9,7 +9,8 @@ Initial codes:
 
 Bounds: the original clips codes to [0, ub] with ub read from ``act_range/3x/fc6.txt``
 (per-unit mean + 3 std of post-ReLU fc6 codes). A generator checkpoint stores either those upper
-bounds (``bounds_kind: upper``) or the per-unit mean and std (``mean_std``, upper = mean + k std).
+bounds (``bounds_kind: upper``) or the per-unit mean and std (``mean_std``, upper = mean + k std;
+for a generator of signed codes, ``code_signed``, the box is mean -/+ k std).
 """
 
 from __future__ import annotations
@@ -102,22 +103,40 @@ def read_bounds_file(path: str, caffe_code_shape: Sequence[int]) -> np.ndarray:
 
 def generator_bounds(ckpt: str, meta: Mapping[str, Any], k: float = 3.0) -> np.ndarray | None:
   """Upper bounds (Caffe order) stored with a generator checkpoint, or None if it has none."""
+  box = generator_box(ckpt, meta, k)
+  return None if box is None else box[1]
+
+
+def generator_box(ckpt: str, meta: Mapping[str, Any], k: float = 3.0
+                  ) -> tuple[np.ndarray, np.ndarray] | None:
+  """(lower, upper) code box (Caffe order) stored with a generator checkpoint, or None.
+
+  Post-ReLU codes (the paper's fc6) get [0, mean + k std]; a generator of signed codes
+  (``code_signed``: a block output of a real net) gets [mean - k std, mean + k std].
+  """
   gen = meta.get('generator') or {}
   if not gen.get('bounds_file'):
     return None
   stored = checkpoint.load_array(ckpt, gen['bounds_file'].removesuffix('.npy'))
   if gen.get('bounds_kind', 'upper') == 'mean_std':
-    return (stored[0] + k * stored[1]).astype(np.float32)
+    upper = (stored[0] + k * stored[1]).astype(np.float32)
+    lower = ((stored[0] - k * stored[1]).astype(np.float32) if gen.get('code_signed')
+             else np.zeros_like(upper))
+    return lower, upper
   if k != gen.get('bounds_k', k):
     raise ValueError(f'{ckpt} stores upper bounds for k={gen["bounds_k"]}; it cannot give k={k}')
-  return stored.astype(np.float32)
+  upper = stored.astype(np.float32)
+  return np.zeros_like(upper), upper
 
 
-def bounds_internal(upper_caffe: np.ndarray | None, caffe_code_shape: Sequence[int]
-                    ) -> tuple[np.ndarray, np.ndarray]:
-  """(lower, upper) in the generator's layout: [0, ub], or (-inf, inf) when ``upper`` is None."""
+def bounds_internal(upper_caffe: np.ndarray | None, caffe_code_shape: Sequence[int],
+                    lower_caffe: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+  """(lower, upper) in the generator's layout: [lower or 0, ub], or (-inf, inf) when ``upper``
+  is None."""
   shape = code_shape_internal(tuple(caffe_code_shape))
   if upper_caffe is None:
     return np.full(shape, -np.inf, np.float32), np.full(shape, np.inf, np.float32)
   upper = codes_from_caffe(np.asarray(upper_caffe, np.float32)[None])[0]
-  return np.zeros(shape, np.float32), upper
+  if lower_caffe is None:
+    return np.zeros(shape, np.float32), upper
+  return codes_from_caffe(np.asarray(lower_caffe, np.float32)[None])[0], upper

@@ -153,6 +153,12 @@ class CachedCodes:
   def dim(self) -> int:
     return int(self.train.shape[1])
 
+  @property
+  def signed(self) -> bool:
+    """Whether the codes go below 0 (a block output, not a post-ReLU layer): DGN-AM's box is then
+    mean -/+ k std instead of [0, mean + k std]."""
+    return bool(min(self.train.min(), self.test.min()) < 0)
+
 
 def cached_codes(out: str, layer: str) -> CachedCodes:
   """The ``train`` and ``test`` features of ``layer`` in the finished cache ``out``."""
@@ -160,8 +166,5 @@ def cached_codes(out: str, layer: str) -> CachedCodes:
   test, _ = load_features(out, 'test', layer)
   with open(os.path.join(out, 'settings.json')) as f:
     settings = json.load(f)
-  if min(train.min(), test.min()) < 0:
-    raise ValueError(f'{out}: {layer} features go below 0; the code box of DGN-AM is [0, upper] '
-                     '(choose a post-ReLU output, e.g. a pooled one)')
   return CachedCodes(train, test, settings['net'], layer,
                      {k: settings[k] for k in ('net', 'net_hashes', 'layers', 'cells', 'data')})

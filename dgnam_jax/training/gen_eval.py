@@ -211,7 +211,7 @@ def registered_name(config: small_gen.SmallGenConfig, code_dim: int) -> str:
 def export_generator(path: str, config: small_gen.SmallGenConfig, params: Mapping[str, Any],
                      mean_bgr: np.ndarray, stats: np.ndarray, encoder_path: str | None,
                      training_info: Mapping[str, Any] | None = None, bounds_k: float = 3.0,
-                     code_blob: str = CODE_BLOB) -> str:
+                     code_blob: str = CODE_BLOB, code_signed: bool = False) -> str:
   """Writes a generator checkpoint (CHECKPOINTS.md) with mean_std bounds; returns its path.
 
   Args:
@@ -224,6 +224,7 @@ def export_generator(path: str, config: small_gen.SmallGenConfig, params: Mappin
     training_info: the 'training' metadata entry.
     bounds_k: the default multiple of std of the upper bound (the paper's 3).
     code_blob: the encoder output the codes are (``fc6``; a cached net's layer otherwise).
+    code_signed: the codes go below 0 (DGN-AM's box is then mean -/+ k std, not [0, ...]).
   """
   name = registered_name(config, config.code_dim)
   prototxt = small_gen.deploy_prototxt(config, name if name != 'prototxt' else 'SmallDeePSim')
@@ -250,7 +251,8 @@ def export_generator(path: str, config: small_gen.SmallGenConfig, params: Mappin
       'generator': {'code_layer': code_blob, 'code_shape': [config.code_dim],
                     'output_blob': 'deconv0', 'bounds_file': 'bounds.npy',
                     'bounds_kind': 'mean_std', 'bounds_k': bounds_k,
-                    'encoder': {'checkpoint': enc, 'blob': code_blob}},
+                    'encoder': {'checkpoint': enc, 'blob': code_blob},
+                    **({'code_signed': True} if code_signed else {})},
       'architecture': config.to_dict(),
       'training': dict(training_info or {}),
   }
