@@ -19,6 +19,8 @@ With ``--codes=DIR`` (a cache of another net's features over the same dataset,
 EfficientNet-Lite1's pooled features; the classifier stays the comparator and pixel space, and
 the exported generator names the cached net as its encoder. ``--upsample=resize_conv`` trains the
 trunk as resize + conv (no checkerboard); the exported net is the same Caffe net.
+``--comparator=registry:efficientnet_lite1`` adds a real net's feature loss (its
+``--comparator_layers`` on images resized to ``--comparator_size``, weight ``--w_comp``).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from absl import flags
 
 from dgnam_jax.nets import checkpoint
 from dgnam_jax.nets import small_gen
-from dgnam_jax.training import features, gen_eval, generator
+from dgnam_jax.training import comparator, features, gen_eval, generator
 from experiments import _training_log as runner
 
 _DEFAULT = generator.GenTrainConfig()
@@ -44,6 +46,13 @@ _CODE_LAYER = flags.DEFINE_string('code_layer', '_avg_pooling', 'The cached laye
 _UPSAMPLE = flags.DEFINE_enum('upsample', 'deconv', list(small_gen.UPSAMPLING), 'Trunk '
                               'upsampling: DeePSim\'s free deconvolutions, or nearest-neighbour '
                               'resize + 3x3 conv (no checkerboard; exported as the same deconvs).')
+_COMPARATOR = flags.DEFINE_string('comparator', None, 'A real net as feature loss (e.g. '
+                                  'registry:efficientnet_lite1), beside the classifier\'s own.')
+_COMP_LAYERS = flags.DEFINE_list('comparator_layers', ['_blocks.4', '_blocks.10'],
+                                 'Its compared outputs.')
+_COMP_SIZE = flags.DEFINE_integer('comparator_size', 128, 'Images are resized to this side for '
+                                  'it (bilinear).', lower_bound=8)
+_W_COMP = flags.DEFINE_float('w_comp', 1.0, 'Weight of its feature loss (with --comparator).')
 _START = flags.DEFINE_integer('start_channels', 192, 'Channels of the 4x4 map after defc5.')
 _TRUNK = flags.DEFINE_list('trunk', None, 'Channels per stride-2 up-convolution; the image side is '
                            '4 * 2^len (default 128,64,32 for 32 px; 256,128,64,32 for 64 px).')
@@ -81,20 +90,24 @@ def _train(train, test, workdir, out, run_info, **loop) -> dict:
   size = train.images.shape[1]
   trunk = _TRUNK.value or (['256'] if size > 32 else []) + ['128', '64', '32']
   codes = features.cached_codes(_CODES.value, _CODE_LAYER.value) if _CODES.value else None
+  comp = (comparator.load_comparator(_COMPARATOR.value, _COMP_LAYERS.value, _COMP_SIZE.value)
+          if _COMPARATOR.value else None)
   config = small_gen.SmallGenConfig(
-      code_dim=codes.dim if codes else _code_dim(_CLASSIFIER.value), fc_widths=tuple(int(v) for v in _FC_WIDTHS.value),
+      code_dim=codes.dim if codes else _code_dim(_CLASSIFIER.value),
+      fc_widths=tuple(int(v) for v in _FC_WIDTHS.value),
       start_channels=_START.value, trunk=tuple(int(v) for v in trunk),
       upsample=_UPSAMPLE.value)
   cfg = generator.GenTrainConfig(
       epochs=_EPOCHS.value, batch_size=_BATCH.value, lr=_LR.value, lr_floor=_LR_FLOOR.value,
       lr_d=_LR_D.value, b1=_B1.value, w_img=_W_IMG.value, w_conv3=_W_CONV3.value,
       w_pool5=_W_POOL5.value, w_adv=_W_ADV.value, output_scale=_SCALE.value,
-      balance=_BALANCE.value, pad=_PAD.value, flip=_FLIP.value, seed=_SEED.value)
+      balance=_BALANCE.value, pad=_PAD.value, flip=_FLIP.value, seed=_SEED.value,
+      w_comp=_W_COMP.value if comp else 0.0)
   return generator.train_generator(train, test, _CLASSIFIER.value, config, cfg, workdir, out,
                                    run_info, eval_images=_EVAL_IMAGES.value,
                                    export_partial=_EXPORT_PARTIAL.value,
-                                   init_from=_INIT_FROM.value, codes=codes, **loop)
-
+                                   init_from=_INIT_FROM.value, codes=codes, comparator=comp,
+                                   **loop)
 
 
 def _code_dim(classifier_path: str) -> int:

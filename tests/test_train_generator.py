@@ -439,3 +439,39 @@ def test_trainer_on_cached_codes_with_resize_conv(tiny, tmp_path):
                                                out=str(tmp_path / 's8'), bounds_k=2.0))
   np.testing.assert_allclose(p.lower.reshape(-1), lower.reshape(-1), rtol=1e-6)
   assert 'lower_sha256' in p.settings['bounds']
+
+
+def test_comparator_features_and_training_with_one(tiny, tmp_path):
+  """A second net's feature loss: its features of Caffe-space images equal a plain forward of
+  the same pictures resized to its size; a run records it and refuses another on resume."""
+  from dgnam_jax.nets.pipeline import rgb_to_input  # pylint: disable=import-outside-toplevel
+  from dgnam_jax.training import comparator  # pylint: disable=import-outside-toplevel
+  train, test, cls, _ = tiny
+  with pytest.raises(ValueError, match='cannot take 48 px'):  # a Caffe graph: fixed input
+    comparator.load_comparator(cls, ['conv1'], 48)
+  comp, comp_params, desc = comparator.load_comparator(cls, ['conv3', 'conv1'], 32)
+  assert comp.layers == ('conv1', 'conv3') and desc['size'] == 32  # forward order
+  module, params, meta = load_checkpoint(cls)
+  mean = np.asarray(meta['mean']['per_channel'], np.float32)
+  rgb = test.images[:4]
+  got = comp.features(comp_params, data.to_net_input(rgb, mean), mean)
+  want = module.apply({'params': params}, rgb_to_input(rgb, comp.space), end='conv3').blobs
+  for name in comp.layers:
+    np.testing.assert_allclose(got[name], want[name], rtol=1e-4, atol=1e-3)
+  with pytest.raises(ValueError, match=r"no output\(s\) \['nope'\]"):
+    comparator.load_comparator(cls, ['nope'], 32)
+
+  cfg = dataclasses.replace(TINY_CFG, epochs=1.0, w_comp=1.0)
+  out = str(tmp_path / 'out')
+  res = generator.train_generator(train, test, cls, TINY_GEN, cfg, str(tmp_path / 'work'), out,
+                                  checkpoint_every_secs=1e9, comparator=(comp, comp_params, desc))
+  assert res['done'] and res['history'][-1]['comp'] > 0
+  assert checkpoint.read_metadata(out)['training']['comparator_features']['layers'] == [
+      'conv1', 'conv3']
+  other = comparator.load_comparator(cls, ['conv1'], 32)
+  with pytest.raises(ValueError, match='comparator'):  # the run's identity
+    generator.train_generator(train, test, cls, TINY_GEN, cfg, str(tmp_path / 'work'), None,
+                              comparator=other)
+  with pytest.raises(ValueError, match='w_comp'):
+    generator.train_generator(train, test, cls, TINY_GEN, TINY_CFG, str(tmp_path / 'w2'), None,
+                              comparator=other)

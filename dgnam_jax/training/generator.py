@@ -25,7 +25,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from absl import logging
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -33,8 +32,9 @@ import optax
 
 from dgnam_jax import data, files, training
 from dgnam_jax.nets import checkpoint
-from dgnam_jax.nets import modules, small, small_gen
+from dgnam_jax.nets import small, small_gen
 from dgnam_jax.training import features, gen_stages
+from dgnam_jax.training.discriminator import Discriminator, balance_gates  # noqa: F401
 from dgnam_jax.training.gen_stages import save_stage  # noqa: F401 (public here since stage 2)
 from dgnam_jax.training.gen_eval import (CODE_BLOB, code_statistics, decode_metrics, describe,
                                          export_generator, reconstruction_grid,
@@ -58,39 +58,12 @@ class GenTrainConfig:
   w_conv3: float = 0.5  # feature loss at the encoder's conv3
   w_pool5: float = 1.0  # feature loss at pool5
   w_adv: float = 0.02  # adversarial loss
+  w_comp: float = 0.0  # feature loss in a real net's layers (training.comparator; 0: none)
   output_scale: float = 64.0  # G's output multiplier in training (folded into deconv0 on export)
   balance: bool = True  # the original's D/G balancing rule
   pad: int = 0  # random-crop padding of the real images, in pixels
   flip: bool = True  # random horizontal flips of the real images
   seed: int = 0  # init, data order, augmentation
-
-
-class Discriminator(nn.Module):
-  """D(image, code) -> one logit (real vs generated), conditioned on the code.
-
-  The image path is four strided convolutions and a global mean (DeePSim's D ends in an average
-  pool too); the code path two fc layers, as the third-party DeePSim ports give for the original's
-  feature branch; both meet in two fc layers. Leaky ReLUs (0.2) and no dropout. Channels
-  16-32-64-128: with 32-256 D cost more than G and the comparator together on the CPU (a pilot ran
-  at 22 img/s on one core) and it still won most rounds.
-  """
-  image_size: int = 32
-  input_div: float = 64.0
-
-  @nn.compact
-  def __call__(self, img, code):
-    act = functools.partial(nn.leaky_relu, negative_slope=0.2)
-    x = img / self.input_div
-    s1 = max(1, self.image_size // 32)
-    for i, (feats, k, s) in enumerate(((16, 3, s1), (32, 4, 2), (64, 4, 2), (128, 4, 2))):
-      pad = (k - 1) // 2 if s == 1 else 1
-      x = act(modules.Conv(feats, (k, k), (s, s), (pad, pad), fast_weight_grad=True,
-                           name=f'Dconv{i + 1}')(x))
-    x = x.mean(axis=(1, 2))
-    c = act(nn.Dense(512)(code))
-    c = act(nn.Dense(256)(c))
-    y = act(nn.Dense(512)(jnp.concatenate([x, c], axis=-1)))
-    return nn.Dense(1)(y)[:, 0]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,6 +75,16 @@ class _Parts:
   cfg: GenTrainConfig
   total_steps: int
   cached_codes: bool = False  # codes come with each batch (a feature cache), not from E
+  comparator: Any = None  # a comparator.Comparator (its params come with each step)
+
+
+def _identity(cfg: GenTrainConfig) -> dict[str, Any]:
+  """The settings in a run's identity; ``w_comp`` only when used, so that workdirs written before
+  it existed still resume."""
+  out = dataclasses.asdict(cfg)
+  if not out['w_comp']:
+    del out['w_comp']
+  return out
 
 
 def _g_schedule(cfg: GenTrainConfig, total: int):
@@ -130,17 +113,6 @@ def _normalised_sq(a, b):
   return jnp.mean(jnp.square(a - b)) / (jnp.mean(jnp.square(b)) + 1e-8)
 
 
-def balance_gates(d_loss, g_adv_loss, train_d):
-  """DeePSim's D/G balancing: (train D, train G) from ``r = L_D / L_G_adv``.
-
-  D stops when ``r < 0.1`` (it is winning) and resumes when ``r > 0.5``; in between it keeps its
-  previous state (``train_d``). G pauses while ``r > 10`` (D is losing badly).
-  """
-  ratio = d_loss / (g_adv_loss + 1e-8)
-  train_d = jnp.where(ratio < 0.1, False, jnp.where(ratio > 0.5, True, train_d))
-  return train_d, ratio <= 10.0
-
-
 def feature_blobs(cfg: GenTrainConfig) -> tuple[tuple[str, float], ...]:
   return tuple((n, w) for n, w in (('conv3', cfg.w_conv3), ('pool5', cfg.w_pool5)) if w)
 
@@ -157,8 +129,12 @@ def make_train_step(parts: _Parts) -> Callable:
   feats = feature_blobs(cfg)
   last = 'pool5' if feats else None
 
-  def step(state, enc_params, images_u8, mean_bgr, cached=None):
+  comp = parts.comparator
+
+  def step(state, enc_params, images_u8, mean_bgr, cached=None, comp_params=None):
     x = data.to_net_input(images_u8, mean_bgr)
+    if comp is not None:
+      real_comp = jax.lax.stop_gradient(comp.features(comp_params, x, mean_bgr))
     if parts.cached_codes:
       real = enc.apply({'params': enc_params}, x, end=last).blobs if feats else {}
       code = jnp.asarray(cached, jnp.float32)
@@ -176,6 +152,11 @@ def make_train_step(parts: _Parts) -> Callable:
       parts_['adv'] = jnp.mean(jax.nn.softplus(-disc.apply({'params': state['d']}, fake, code)))
       total = (cfg.w_img * parts_['img'] + sum(w * parts_[n] for n, w in feats)
                + cfg.w_adv * parts_['adv'])
+      if comp is not None:
+        got_comp = comp.features(comp_params, fake, mean_bgr)
+        parts_['comp'] = sum(_normalised_sq(got_comp[n], real_comp[n])
+                             for n in comp.layers) / len(comp.layers)
+        total = total + cfg.w_comp * parts_['comp']
       return total, (fake, parts_)
 
     (g_total, (fake, g_parts)), g_grads = jax.value_and_grad(g_loss, has_aux=True)(state['g'])
@@ -216,7 +197,8 @@ def train_generator(train: data.ImageSet, test: data.ImageSet, encoder_path: str
                     stop_at_step: int | None = None, checkpoint_every_secs: float = 300.0,
                     log_every_steps: int = 50, eval_images: int = 1000,
                     export_partial: bool = False, init_from: str | None = None,
-                    codes: features.CachedCodes | None = None) -> dict[str, Any]:
+                    codes: features.CachedCodes | None = None,
+                    comparator: tuple[Any, Any, dict] | None = None) -> dict[str, Any]:
   """Trains (or resumes) a generator for the classifier at ``encoder_path``; exports when done.
 
   Args:
@@ -238,6 +220,9 @@ def train_generator(train: data.ImageSet, test: data.ImageSet, encoder_path: str
     codes: the codes of ``train`` and ``test`` from a feature cache (G then inverts that net's
       layer; ``encoder_path`` is only the comparator). Cached codes are of the unaugmented
       images: ``cfg.flip`` and ``cfg.pad`` must be off.
+    comparator: (:class:`~dgnam_jax.training.comparator.Comparator`, params, description) of
+      :func:`~dgnam_jax.training.comparator.load_comparator`: a real net's feature loss, weighted
+      by ``cfg.w_comp`` (both or neither).
 
   Returns:
     {'step', 'done', 'history', 'metrics' (final, when done), 'out', 'wall_s'}.
@@ -260,7 +245,7 @@ def train_generator(train: data.ImageSet, test: data.ImageSet, encoder_path: str
   spe = stream.steps_per_epoch
   total = max(1, int(round(cfg.epochs * spe)))
   run_config = {
-      'net': config.to_dict(), 'train': dataclasses.asdict(cfg), 'train_images': len(train),
+      'net': config.to_dict(), 'train': _identity(cfg), 'train_images': len(train),
       'test_images': len(test), 'encoder': files.relative_path(encoder_path),
       'encoder_metadata_sha256': files.sha256_file(os.path.join(encoder_path, 'dgnam.json')),
       'data': (run_info or {}).get('data')}
@@ -268,10 +253,15 @@ def train_generator(train: data.ImageSet, test: data.ImageSet, encoder_path: str
     run_config['init_from'] = files.relative_path(init_from)
   if codes is not None:
     run_config['codes'] = {'layer': codes.layer, **codes.source}
+  if (comparator is None) != (cfg.w_comp == 0):
+    raise ValueError('a comparator needs w_comp > 0 and w_comp > 0 needs a comparator')
+  if comparator is not None:
+    run_config['comparator'] = comparator[2]
   training.check_run_config(workdir, run_config)
   parts = _Parts(encoder, small_gen.SmallDeePSim(config, output_scale=cfg.output_scale,
                                                  fast_weight_grad=True, train_form=True),
-                 Discriminator(config.image_size), cfg, total, codes is not None)
+                 Discriminator(config.image_size), cfg, total, codes is not None,
+                 comparator[0] if comparator else None)
   wd = training.Workdir(workdir)
   restored = wd.restore(jax.eval_shape(lambda: init_state(parts, config.code_dim)))
   history, wall0 = [], 0.0
@@ -306,11 +296,10 @@ def train_generator(train: data.ImageSet, test: data.ImageSet, encoder_path: str
   try:
     while step < end:
       batch = stream.batch(step)[0]  # no labels
-      if codes is None:
-        state, metrics = step_fn(state, enc_params, batch, mean_bgr)
-      else:  # batch() gathers the sorted indices of the step
-        state, metrics = step_fn(state, enc_params, batch, mean_bgr,
-                                 codes.train[np.sort(stream.indices(step))])
+      extra = {} if comparator is None else {'comp_params': comparator[1]}
+      if codes is not None:  # batch() gathers the sorted indices of the step
+        extra['cached'] = codes.train[np.sort(stream.indices(step))]
+      state, metrics = step_fn(state, enc_params, batch, mean_bgr, **extra)
       step += 1
       log_buf.append(metrics)
       log_now, epoch_end = training.step_events(step, spe, total, log_every_steps)
@@ -366,6 +355,8 @@ def train_generator(train: data.ImageSet, test: data.ImageSet, encoder_path: str
             **({'init_from': files.relative_path(init_from)} if init_from else {})}
     if codes is not None:
       info['comparator'] = files.relative_path(encoder_path)
+    if comparator is not None:
+      info['comparator_features'] = comparator[2]
     result['out'] = export_generator(
         out, config, deploy, mean_bgr, stats, codes.encoder if codes else encoder_path, info,
         code_blob=codes.layer if codes else CODE_BLOB, code_signed=bool(codes and codes.signed))
