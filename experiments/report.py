@@ -108,6 +108,12 @@ def _recognizability(scores: dict[str, dict]) -> list[str]:
   return lines
 
 
+def _checker(c) -> str:
+  if not c:
+    return 'n/a'
+  return f'{c["photo"]["energy"]:.2f} ({c["photo"]["ratio_to_real"]:.2f}x)'
+
+
 def _winner(scores: dict[str, dict]) -> str:
   """Which run the judge recognizes most, counting each run under its worse display convention."""
   def worse(j, k):
@@ -149,7 +155,7 @@ def render(metrics: dict, out_md: str, title: str, extra: list[str]) -> str:
     lines += ['## Realism, diversity, memorization (class units)', '',
               '| run | KID photo (± std) | FID photo | KID stretch | seed pairs distinct (photo) | '
               'mean pairwise judge-feature distance | memorization ratio median (min): pixels; '
-              'fc6 |', '|' + '---|' * 7]
+              'fc6 | checkerboard energy photo (x real) |', '|' + '---|' * 8]
     for name, r in cls_runs.items():
       kp, ko = r['kid_fid']['photo'], r['kid_fid']['original']
       m = r['memorization']
@@ -157,7 +163,8 @@ def render(metrics: dict, out_md: str, title: str, extra: list[str]) -> str:
                    f' | {_f(ko["kid"], 4)} | {_pct(r["judge"]["diversity_photo"]["mean"])} | '
                    f'{_f(r["diversity_judge_features_photo"]["mean"])} | '
                    f'{_f(m["pixel_ratio"]["median"])} ({_f(m["min_ratio"])}); '
-                   f'{_f(m.get("fc6_ratio", {}).get("median"))} ({_f(m.get("fc6_min_ratio"))}) |')
+                   f'{_f(m.get("fc6_ratio", {}).get("median"))} ({_f(m.get("fc6_min_ratio"))}) | '
+                   f'{_checker(r.get("checkerboard"))} |')
     k = next(iter(cls_runs.values()))['kid_fid']['photo']
     sizes = sorted({r['kid_fid']['photo']['n_synthetic'] for r in cls_runs.values()})
     n_syn = (str(sizes[0]) if len(sizes) == 1 else
@@ -168,7 +175,12 @@ def render(metrics: dict, out_md: str, title: str, extra: list[str]) -> str:
               'Memorization ratio: distance to the '
               'nearest training image of the class (pixels) over the median nearest-neighbour '
               'distance between training images of the class (≈ 0: a copy; ≥ 1: novel). n/a: '
-              'a one-seed run has no seed pairs.', '']
+              'a one-seed run has no seed pairs. Checkerboard energy: the mean power spectrum '
+              'of the luma at the frequencies where a generator that upsamples a 4 x 4 map to '
+              'the image size leaves periodic artifacts (multiples of 4 cycles per image on '
+              'both axes, DC excluded), each over its 8 neighbours, averaged '
+              '(`metrics.checkerboard_energy`; about 1 for smooth spectra), and its ratio to the '
+              'same real images\' (the acceptance: ≤ 1.5).', '']
   lines += ['## Relative activation M1 (medians)', '',
             '| run | units | raw output | uint8 photo | expected max of N random real images |'
             ' share > 1 (raw) |', '|' + '---|' * 6]

@@ -313,6 +313,9 @@ def test_evaluate_and_report_runners(tiny, tmp_path):
   assert rc != 0 and 'distinct folder names' in log
   assert not (tmp_path / 'eval2' / 'metrics.json').exists()
   assert m['kid_fid']['photo']['n_real'] == 15  # the 5 test images of each of 3 classes
+  c = m['checkerboard']  # 32 px images: a 4 x 4 map upsampled 8 times
+  assert c['upsampling'] == 8 and c['real'] > 0
+  assert c['photo']['ratio_to_real'] == pytest.approx(c['photo']['energy'] / c['real'])
   assert 'M1' in (syn / 'index.html').read_text()  # the gallery was annotated
   with Image.open(tmp_path / 'eval' / 'methods_grid.png') as im:
     tile = 3 * 32  # methods_grid enlarges 3x
@@ -323,6 +326,7 @@ def test_evaluate_and_report_runners(tiny, tmp_path):
   assert rc == 0, log
   text = (tmp_path / 'r' / 'tiny.md').read_text()
   assert '| syn | 6 |' in text and '| pix | 3 |' in text
+  assert f'{c["photo"]["energy"]:.2f} ({c["photo"]["ratio_to_real"]:.2f}x)' in text
   assert 'For scale: the judge classifies' in text  # its accuracy on real images, from metadata
   assert '**Winner under this judge**' in text and "the judge's pool5 features" in text
   assert 'further judge `judge_twin`' in text and 'For scale: `judge_twin` classifies' in text

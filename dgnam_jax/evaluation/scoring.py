@@ -252,11 +252,33 @@ def evaluate_sweep(*, rows, rendered, classify, clf_params, clf_mean, judge: jud
       out[f'diversity_judge_features_{conv}'] = metrics.mean_pairwise_distance(syn, labels)
       out[f'diversity_pixels_{conv}'] = metrics.mean_pairwise_distance(
           cls_rendered[conv].astype(np.float32) / 255.0, labels)
+    out['checkerboard'] = checkerboard(cls_rendered, real_for_kid.images[real_mask], cache,
+                                       key[1])
     codes_fn = lambda rgb, ls: layer_codes(classify, clf_params, rgb, clf_mean, ls)
     out['memorization'], arrays['nearest_train'] = memorization(
         cls_rendered['photo'], labels, train, codes_fn, memo_layers, cache)
   out['wall_s'] = round(time.time() - t0, 1)
   out['_arrays'] = arrays
+  return out
+
+
+def checkerboard(rendered: Mapping[str, np.ndarray], real: np.ndarray, cache: dict,
+                 real_key: Any = None) -> dict[str, Any] | None:
+  """:func:`metrics.checkerboard_energy` of each convention's images and of the real images of
+  the same classes at the upsampling factor of the project's generators (side / 4: they grow a
+  4 x 4 map by stride-2 steps), with each ratio to the real images'; None when the images are
+  not the real ones' size (Fourier at a real net's resolution)."""
+  side = rendered['photo'].shape[1]
+  if real.shape[1:3] != (side, side) or side < 8:
+    return None
+  up = side // 4
+  key = ('checker_real', up, real.shape, real_key)  # real_key: which real images (classes)
+  if key not in cache or real_key is None:
+    cache[key] = metrics.checkerboard_energy(real, up)
+  out = {'upsampling': up, 'real': cache[key]}
+  for conv in judging.CONVENTIONS:
+    e = metrics.checkerboard_energy(rendered[conv], up)
+    out[conv] = {'energy': e, 'ratio_to_real': e / cache[key]}
   return out
 
 
