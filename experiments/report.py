@@ -153,9 +153,9 @@ def render(metrics: dict, out_md: str, title: str, extra: list[str]) -> str:
                 *_recognizability({k: r['extra_judges'][jname] for k, r in cls_runs.items()
                                    if jname in (r.get('extra_judges') or {})}), '']
     lines += ['## Realism, diversity, memorization (class units)', '',
-              '| run | KID photo (± std) | FID photo | KID stretch | seed pairs distinct (photo) | '
-              'mean pairwise judge-feature distance | memorization ratio median (min): pixels; '
-              'fc6 | checkerboard energy photo (x real) |', '|' + '---|' * 8]
+              '| run | KID photo (± std) | FID photo | KID stretch | seed pairs distinct (photo) '
+              '| mean pairwise judge-feature distance | memorization ratio median (min): '
+              'pixels; fc6 | checkerboard energy photo (x real) |', '|' + '---|' * 8]
     for name, r in cls_runs.items():
       kp, ko = r['kid_fid']['photo'], r['kid_fid']['original']
       m = r['memorization']

@@ -229,10 +229,11 @@ def _pixel_lr(lo: float, hi: float) -> Callable[[Any, SearchRanges], dict]:
   return lambda rng, ranges: {'lr': loguniform(rng, lo, hi)}
 
 
-register(Method('dgnam', dgnam_recipe, CodeOptions(), summary='DGN-AM (act_max.py): normalized steps on codes',
-                search_first=_code_search_first, search_draw=_code_search_draw))
+register(Method('dgnam', dgnam_recipe, CodeOptions(),
+                summary='DGN-AM (act_max.py): normalized steps on codes', search_first=_code_search_first, search_draw=_code_search_draw))
 register(Method(
-    'dgnam_adam', dgnam_adam_recipe, CodeOptions(), summary='DGN-AM codes optimized by Adam (ablation)',
+    'dgnam_adam', dgnam_adam_recipe, CodeOptions(),
+    summary='DGN-AM codes optimized by Adam (ablation)',
     search_first=lambda base: {'lr': 0.05},
     search_draw=lambda rng, ranges: {'lr': loguniform(rng, 0.005, 0.5),
                                      'l2': choice(rng, [0.99, 0.999, 1.0]),
