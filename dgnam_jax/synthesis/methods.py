@@ -230,7 +230,8 @@ def _pixel_lr(lo: float, hi: float) -> Callable[[Any, SearchRanges], dict]:
 
 
 register(Method('dgnam', dgnam_recipe, CodeOptions(),
-                summary='DGN-AM (act_max.py): normalized steps on codes', search_first=_code_search_first, search_draw=_code_search_draw))
+                summary='DGN-AM (act_max.py): normalized steps on codes',
+                search_first=_code_search_first, search_draw=_code_search_draw))
 register(Method(
     'dgnam_adam', dgnam_adam_recipe, CodeOptions(),
     summary='DGN-AM codes optimized by Adam (ablation)',
