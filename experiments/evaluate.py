@@ -37,7 +37,8 @@ _EXTRA_JUDGES = flags.DEFINE_list('extra_judges', [], 'Further judge checkpoints
 _OUT = flags.DEFINE_string('out', None, 'Directory for metrics.json and sheets.',
                            allow_override=True)
 _PRESET = flags.DEFINE_string('preset', 'cifar10', 'Preset naming the generator/classifier.')
-_GENERATOR = flags.DEFINE_string('generator', None, 'Generator checkpoint (default: preset\'s).')
+_GENERATOR = flags.DEFINE_string('generator', None, 'Generator checkpoint (default: preset\'s); a '
+                                 'run made with another shows through its own (its manifest).')
 _CLASSIFIER = flags.DEFINE_string('classifier', None, 'Classifier checkpoint (default: '
                                   'preset\'s).')
 _CACHE_DIR = flags.DEFINE_string('cache_dir', None, 'Decoded-image cache.')

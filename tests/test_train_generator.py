@@ -313,6 +313,23 @@ def test_evaluate_and_report_runners(tiny, tmp_path):
   assert rc != 0 and 'distinct folder names' in log
   assert not (tmp_path / 'eval2' / 'metrics.json').exists()
   assert m['kid_fid']['photo']['n_real'] == 15  # the 5 test images of each of 3 classes
+  # Each run is shown through the generator it was made with (runs of several generators can
+  # share one evaluation): a copy is the same net, another net falls back to the recorded one.
+  from dgnam_jax.evaluation import runs as runs_lib  # pylint: disable=import-outside-toplevel
+  copy, other = tmp_path / 'gen_copy', tmp_path / 'gen_other'
+  shutil.copytree(gen, copy)
+  shutil.copytree(gen, other)
+  with open(other / 'dgnam.json', 'a') as f:
+    f.write('\n')
+  assert runs_lib.run_generator(str(syn), str(copy)) == str(copy)
+  assert os.path.samefile(runs_lib.run_generator(str(syn), str(other)), gen)
+  assert runs_lib.run_generator(str(pix), str(other)) == str(other)  # no generator
+  shutil.move(gen, str(gen) + '_moved')
+  try:
+    with pytest.raises(ValueError, match='neither --generator nor found'):
+      runs_lib.run_generator(str(syn), str(other))
+  finally:
+    shutil.move(str(gen) + '_moved', gen)
   c = m['checkerboard']  # 32 px images: a 4 x 4 map upsampled 8 times
   assert c['upsampling'] == 8 and c['real'] > 0
   assert c['photo']['ratio_to_real'] == pytest.approx(c['photo']['energy'] / c['real'])

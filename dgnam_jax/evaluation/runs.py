@@ -37,8 +37,14 @@ def evaluate_runs(runs: Sequence[str], *, generator: str, classifier: str, judge
   """
   t0 = time.time()
   log = log or (lambda message: None)
+  names = [os.path.basename(os.path.normpath(run)) for run in runs]
+  if len(set(names)) != len(names):
+    raise ValueError(f'runs need distinct folder names (they name the results): {list(runs)}')
+  hashes: dict = {}
+  gens = {run: run_generator(run, generator, hashes) for run in runs}  # checked before any work
   log(f'loading the nets and {1 + len(extra_judge_paths)} judge(s)')
   pipe, gen_params, clf_params, _, clf_meta = load_pair(generator, classifier)
+  pairs = {generator: (pipe, gen_params)}
   mean = clf_meta['mean']['per_channel']
   judge = judging.task_judge(judge_path, clf_meta.get('class_names'))
   extra_paths = {os.path.basename(os.path.normpath(p)): files.relative_path(p)
@@ -71,7 +77,10 @@ def evaluate_runs(runs: Sequence[str], *, generator: str, classifier: str, judge
   class_runs = {}  # run name -> (rows, displayed images) for the side-by-side methods grid
   for run in runs:
     t = time.time()
-    rendered = judging.render_sweep(run, pipe, gen_params, mean)
+    if gens[run] not in pairs:  # a run made with another generator is shown through it
+      p_, g_, *_ = load_pair(gens[run], classifier)
+      pairs[gens[run]] = (p_, g_)
+    rendered = judging.render_sweep(run, *pairs[gens[run]], mean)
     rows = rendered['rows']
     res = evaluation.evaluate_sweep(
         rows=rows, rendered=rendered, classify=pipe.classify, clf_params=clf_params,
@@ -97,6 +106,38 @@ def evaluate_runs(runs: Sequence[str], *, generator: str, classifier: str, judge
   files.atomic_write_text(os.path.join(out, 'metrics.json'),
                            json.dumps(_jsonable(record), indent=1))
   return _jsonable(record)
+
+
+def run_generator(run: str, generator: str, hashes: dict | None = None) -> str:
+  """The generator checkpoint a sweep was made with: ``generator`` when the run's manifest records
+  that one (by content hashes) or none (pixel methods), else the path it records (relative to the
+  working directory, as written), which must still hold the same files.
+
+  Raises:
+    ValueError: naming the run, when the recorded generator is not found or has changed.
+  """
+  manifest = outputs.finished_manifest(run)
+  rec = ((manifest.get('provenance') or {}).get('checkpoints') or {}).get('generator')
+  if not rec:
+    return generator
+  sha = {k: v for k, v in rec.items() if k.endswith('sha256')}
+
+  hashes = {} if hashes is None else hashes  # path -> checkpoint_hashes, across runs
+
+  def same(path):
+    if path not in hashes:
+      hashes[path] = files.checkpoint_hashes(path)
+    h = hashes[path]
+    return all(h.get(k) == v for k, v in sha.items())
+
+  if same(generator):
+    return generator
+  path = rec.get('path')
+  if not path or not os.path.isdir(path) or not same(path):
+    raise ValueError(f'{run} was made with the generator {path} (dgnam.json sha256 '
+                     f'{sha.get("dgnam_json_sha256", "?")[:16]}), which is neither --generator '
+                     'nor found with the same files')
+  return path
 
 
 def judge_on_real(judge: judging.Judge, test: data.ImageSet, max_images: int = 2000) -> dict:
