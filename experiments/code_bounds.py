@@ -30,7 +30,7 @@ from absl import flags
 
 from dgnam_jax import files
 from dgnam_jax.nets import checkpoint
-from dgnam_jax.training import gen_eval
+from dgnam_jax.training import features, gen_eval
 from experiments import _generator_flags as gflags
 
 _GENERATOR = flags.DEFINE_string('generator', None, 'Generator checkpoint to write bounds into.')
@@ -39,6 +39,8 @@ _PERCENTILE = flags.DEFINE_float('percentile', None, 'Write the per-unit percent
                                  'to --out_file instead (an upper-bounds file for --bounds).',
                                  lower_bound=0.0, upper_bound=100.0)
 _OUT_FILE = flags.DEFINE_string('out_file', None, 'The .npy written with --percentile.')
+_CODES = flags.DEFINE_string('codes', None, 'For a generator of cached features '
+                             '(train_generator --codes): the feature cache its codes come from.')
 
 
 def write_bounds(generator: str, stats, bounds_k: float, source: str) -> None:
@@ -61,32 +63,53 @@ def main(argv):
     raise app.UsageError('--percentile and --out_file go together')
   if _OUT_FILE.value and not _OUT_FILE.value.endswith('.npy'):
     raise app.UsageError(f'--out_file={_OUT_FILE.value}: must end in .npy')
+  if not (_CODES.value or gflags.DATA.value):
+    raise app.UsageError('pass --data (images to encode) or --codes (a feature cache)')
   gen = _GENERATOR.value
   try:  # the encoder only: the generator's parameters are not needed for its bounds
     meta = gen_eval.generator_metadata(gen)
     enc_path = gflags.ENCODER.value or gen_eval.encoder_checkpoint(gen, meta)
   except ValueError as e:
     raise app.UsageError(str(e)) from None
+  layer = meta['generator'].get('code_layer', gen_eval.CODE_BLOB)
+  if _PERCENTILE.value is not None and meta['generator'].get('code_signed'):
+    raise app.UsageError(f'{gen} takes signed codes: a percentile file gives [0, upper]')
+  if _CODES.value:  # another net's cached features: read, not recomputed
+    codes, _ = features.load_features(_CODES.value, gflags.SPLIT.value, layer)
+    return _write(gen, codes, None, f'{len(codes)} {gflags.SPLIT.value} features of {layer} in '
+                  f'{files.relative_path(_CODES.value)}')
+  if layer != gen_eval.CODE_BLOB or meta['generator']['encoder'].get('features'):
+    raise app.UsageError(f'{gen} inverts {layer} of {enc_path} (cached features): pass '
+                         '--codes=DIR, the feature cache it was trained on')
   encoder, params, enc_meta = checkpoint.load_checkpoint(enc_path)
-  images = gflags.images()
+  images, mean = gflags.images(), enc_meta['mean']['per_channel']
+  source = f'{len(images)} {gflags.SPLIT.value} images of {gflags.DATA.value}'
   if _PERCENTILE.value is not None:
-    codes = gen_eval.encode_codes(encoder, params, images, enc_meta['mean']['per_channel'])
+    return _write(gen, gen_eval.encode_codes(encoder, params, images, mean), None, source)
+  return _write(gen, None, gen_eval.code_statistics(encoder, params, images, mean), source)
+
+
+def _write(gen: str, codes, stats, source: str) -> int:
+  """The percentile file (--percentile) or the checkpoint's mean/std bounds, from the codes
+  (N, D) or their (2, D) statistics."""
+  if _PERCENTILE.value is not None:
     upper = np.percentile(codes, _PERCENTILE.value, axis=0).astype(np.float32)
     files.atomic_save_npy(_OUT_FILE.value, upper)
     print(f'{_OUT_FILE.value}: per-unit {_PERCENTILE.value:g}th percentile of {codes.shape[1]} '
-          f'code units over {len(images)} {gflags.SPLIT.value} images; mean {upper.mean():.3f}, '
-          f'max {upper.max():.3f}; {float((upper == 0).mean()):.0%} of units pinned at 0')
+          f'code units over {source}; mean {upper.mean():.3f}, max {upper.max():.3f}; '
+          f'{float((upper == 0).mean()):.0%} of units pinned at 0')
     return 0
-  stats = gen_eval.code_statistics(encoder, params, images, enc_meta['mean']['per_channel'])
-  source = f'{len(images)} {gflags.SPLIT.value} images of {gflags.DATA.value}'
+  if stats is None:
+    c = np.asarray(codes, np.float64)
+    stats = np.stack([c.mean(0), c.std(0)]).astype(np.float32)
   write_bounds(gen, stats, _K.value, source)
   upper = stats[0] + _K.value * stats[1]
-  print(f'{gen}/bounds.npy: mean/std of {stats.shape[1]} code units over {len(images)} '
-        f'{gflags.SPLIT.value} images; upper bound (k={_K.value:g}) mean {upper.mean():.3f}, max '
-        f'{upper.max():.3f}; {float((stats[0] == 0).mean()):.0%} of units never active')
+  print(f'{gen}/bounds.npy: mean/std of {stats.shape[1]} code units over {source}; upper bound '
+        f'(k={_K.value:g}) mean {upper.mean():.3f}, max {upper.max():.3f}; '
+        f'{float((stats[0] == 0).mean()):.0%} of units never active')
   return 0
 
 
 if __name__ == '__main__':
-  flags.mark_flags_as_required(['generator', 'data'])
+  flags.mark_flags_as_required(['generator'])
   app.run(lambda argv: sys.exit(main(argv)))

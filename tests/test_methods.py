@@ -149,6 +149,11 @@ def test_shrink_is_the_l1_proximal_step_and_sparsifies_dgnam_codes(tiny):
   sparse = _run(tiny, 'dgnam', [0, 3, 5], [0, 1, 2], iters=20, lr=2.0,
                 args='shrink=0.05')[1].final_codes
   assert np.mean(np.asarray(sparse) == 0) > np.mean(np.asarray(dense) == 0) + 0.05
+  for bad in ('shrink=-0.1', 'shrink=nan'):
+    with pytest.raises(ValueError, match='finite number >= 0'):
+      methods.get('dgnam').recipe(bad)
+  regs = methods.get('dgnam').recipe('shrink=0.1').regularizers
+  assert [type(r).__name__ for r in regs] == ['Shrink', 'CodeBox', 'Decay']  # the box last-but-L2
 
 
 def test_registry_rejects_unknown_and_duplicate_names():

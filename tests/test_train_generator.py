@@ -319,14 +319,17 @@ def test_evaluate_and_report_runners(tiny, tmp_path):
   copy, other = tmp_path / 'gen_copy', tmp_path / 'gen_other'
   shutil.copytree(gen, copy)
   shutil.copytree(gen, other)
-  with open(other / 'dgnam.json', 'a') as f:
+  with open(other / 'dgnam.json', 'a') as f:  # metadata only: still the same net
     f.write('\n')
+  assert runs_lib.run_generator(str(syn), str(other)) == str(other)
+  leaf = next(p for p in sorted((other / 'params').rglob('*')) if p.is_file())
+  leaf.write_bytes(leaf.read_bytes() + b'\0')  # other parameters: another net
   assert runs_lib.run_generator(str(syn), str(copy)) == str(copy)
   assert os.path.samefile(runs_lib.run_generator(str(syn), str(other)), gen)
   assert runs_lib.run_generator(str(pix), str(other)) == str(other)  # no generator
   shutil.move(gen, str(gen) + '_moved')
   try:
-    with pytest.raises(ValueError, match='neither --generator nor found'):
+    with pytest.raises(ValueError, match='neither --generator nor found with the same parameters'):
       runs_lib.run_generator(str(syn), str(other))
   finally:
     shutil.move(str(gen) + '_moved', gen)
@@ -425,6 +428,7 @@ def test_trainer_on_cached_codes_with_resize_conv(tiny, tmp_path):
   assert params['deconv5']['kernel'].shape[:2] == (4, 4)  # deployed as the Caffe deconv
   g = meta['generator']
   assert g['code_layer'] == 'fc6' and g['encoder']['blob'] == 'fc6'
+  assert g['encoder']['features']['cells'] == 1  # pooled cached features, not the raw blob
   assert meta['training']['comparator'] == files.relative_path(cls)
   np.testing.assert_allclose(checkpoint.load_array(out, 'bounds')[0], cached.test.mean(0),
                              rtol=1e-5, atol=1e-6)
@@ -438,6 +442,15 @@ def test_trainer_on_cached_codes_with_resize_conv(tiny, tmp_path):
   with pytest.raises(ValueError, match='units'):
     generator.train_generator(train, test, cls, dataclasses.replace(config, code_dim=8), cfg,
                               str(tmp_path / 'w3'), None, codes=cached)
+  # Its percentile box comes from the feature cache it was trained on.
+  p90 = tmp_path / 'p90.npy'
+  rc, log = _run('experiments.code_bounds', f'--generator={out}', f'--codes={feats}',
+                 '--percentile=90', f'--out_file={p90}')
+  assert rc == 0, log
+  np.testing.assert_allclose(np.load(p90), np.percentile(cached.test, 90, axis=0), rtol=1e-6)
+  rc, log = _run('experiments.code_bounds', f'--generator={out}', f'--data={NPZ}',
+                 '--percentile=90', f'--out_file={tmp_path / "p90b.npy"}')
+  assert rc != 0 and 'pass --codes=DIR' in log and not (tmp_path / 'p90b.npy').exists()
   # Signed codes (logits here; a real net's block output in use): the box is mean -/+ k std.
   signed = features.cached_codes(feats, 'fc8')
   assert signed.signed and not cached.signed

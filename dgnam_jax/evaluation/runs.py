@@ -98,6 +98,8 @@ def evaluate_runs(runs: Sequence[str], *, generator: str, classifier: str, judge
     if any(r['layer'] == output_layer for r in rows):
       class_runs[name] = (rows, rendered['original'])
     res['wall_s'] = round(time.time() - t, 1)
+    if gens[run] != generator:
+      res['generator'] = files.relative_path(gens[run])
     record['runs'][name] = res
     log(f'{name}: {json.dumps(_jsonable(_headline(res)))} ({res["wall_s"]:.0f} s)')
   if class_runs:
@@ -120,7 +122,8 @@ def run_generator(run: str, generator: str, hashes: dict | None = None) -> str:
   rec = ((manifest.get('provenance') or {}).get('checkpoints') or {}).get('generator')
   if not rec:
     return generator
-  sha = {k: v for k, v in rec.items() if k.endswith('sha256')}
+  # The parameters decide the images (code_bounds may rewrite dgnam.json, not the net).
+  sha = {k: v for k, v in rec.items() if k == 'params_sha256'}
 
   hashes = {} if hashes is None else hashes  # path -> checkpoint_hashes, across runs
 
@@ -133,10 +136,11 @@ def run_generator(run: str, generator: str, hashes: dict | None = None) -> str:
   if same(generator):
     return generator
   path = rec.get('path')
-  if not path or not os.path.isdir(path) or not same(path):
-    raise ValueError(f'{run} was made with the generator {path} (dgnam.json sha256 '
-                     f'{sha.get("dgnam_json_sha256", "?")[:16]}), which is neither --generator '
-                     'nor found with the same files')
+  found = path and (path.startswith('registry:') or os.path.isdir(path))
+  if not found or not same(path):
+    raise ValueError(f'{run} was made with the generator {path} (params sha256 '
+                     f'{sha.get("params_sha256", "?")[:16]}), which is neither --generator '
+                     'nor found with the same parameters')
   return path
 
 

@@ -267,9 +267,10 @@ def checkerboard(rendered: Mapping[str, np.ndarray], real: np.ndarray, cache: di
   """:func:`metrics.checkerboard_energy` of each convention's images and of the real images of
   the same classes at the upsampling factor of the project's generators (side / 4: they grow a
   4 x 4 map by stride-2 steps), with each ratio to the real images'; None when the images are
-  not the real ones' size (Fourier at a real net's resolution)."""
+  not the real ones' size (Fourier at a real net's resolution) or their side is not a multiple
+  of 4 (no such generator)."""
   side = rendered['photo'].shape[1]
-  if real.shape[1:3] != (side, side) or side < 8:
+  if real.shape[1:3] != (side, side) or side < 8 or side % 4:
     return None
   up = side // 4
   key = ('checker_real', up, real.shape, real_key)  # real_key: which real images (classes)

@@ -149,6 +149,10 @@ def _bounds(config: SweepConfig, gen_meta, caffe_shape
   if config.bounds == 'none':
     return None, None, {'source': 'none'}
   if config.bounds:
+    if (gen_meta.get('generator') or {}).get('code_signed'):
+      raise ValueError(f'--bounds={config.bounds}: a bounds file gives the box [0, upper], but '
+                       f'the generator {config.generator} takes signed codes; use its own box '
+                       '(--bounds_k) or --bounds=none')
     upper = codes.read_bounds_file(config.bounds, caffe_shape)
     return None, upper, {'source': 'file', 'sha256': _sha(upper)}
   box = codes.generator_box(config.generator, gen_meta, config.bounds_k)

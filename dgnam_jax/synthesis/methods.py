@@ -88,12 +88,14 @@ def fourier_recipe(o: PixelOptions) -> Recipe:
 @dataclasses.dataclass(frozen=True)
 class CodeOptions:
   """Static options of the methods on generator codes (``--method_args``)."""
-  shrink: float = 0.0  # soft threshold per step after box and L2 (an L1 prior; 0: off)
+  shrink: float = 0.0  # soft threshold after each step, before box and L2 (an L1 prior; 0: off)
 
 
 def _code_regularizers(o: CodeOptions | None) -> tuple:
-  out = (regs.CodeBox(), regs.Decay())
-  return out + (regs.Shrink(o.shrink),) if o and o.shrink else out
+  if o and not (np.isfinite(o.shrink) and o.shrink >= 0):
+    raise ValueError(f'--method_args: shrink must be a finite number >= 0, not {o.shrink}')
+  # Shrink before the box, so a box away from 0 (signed codes) still holds afterwards.
+  return (regs.Shrink(o.shrink),) * bool(o and o.shrink) + (regs.CodeBox(), regs.Decay())
 
 
 def dgnam_recipe(options: CodeOptions | None = None) -> Recipe:

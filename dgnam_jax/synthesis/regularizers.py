@@ -108,7 +108,8 @@ class TotalVariation(Regularizer):
 
 @dataclasses.dataclass(frozen=True)
 class CodeBox(Regularizer):
-  """Clip the parameters to the request's bounds (DGN-AM: [0, mean + k std] of real codes)."""
+  """Clip the parameters to the request's bounds (DGN-AM: [0, mean + k std] of real codes;
+  mean -/+ k std for a generator of signed codes)."""
   role = 'projection'
 
   def project(self, p, ctx: Context):

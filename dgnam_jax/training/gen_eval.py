@@ -152,24 +152,33 @@ def reconstruction_grid(encoder, enc_params, generator, gen_params, images_u8: n
   return images.save_image(path, pic)
 
 
-def encode_codes(encoder, enc_params, dataset: data.ImageSet, mean_bgr: np.ndarray,
-                 blob: str = CODE_BLOB, batch_size: int = 500) -> np.ndarray:
-  """(N, D) float32: the encoder's post-ReLU code of every image of a split."""
+def _code_batches(encoder, enc_params, dataset: data.ImageSet, mean_bgr: np.ndarray, blob: str,
+                  batch_size: int):
+  """(n, D) float32 post-ReLU codes, batch by batch."""
   # The whole forward: with end=blob an in-place ReLU after it would not have run yet.
   fn = jax.jit(lambda p, x: encoder.apply({'params': p}, x).blobs[blob])
   mean = np.asarray(mean_bgr, np.float32)
-  parts = []
   for x, _, n in data.eval_batches(dataset, min(batch_size, len(dataset))):
-    c = np.asarray(fn(enc_params, data.to_net_input(x, mean)), np.float32)[:n]
-    parts.append(c.reshape(n, -1))
-  return np.concatenate(parts)
+    yield np.asarray(fn(enc_params, data.to_net_input(x, mean)), np.float32)[:n].reshape(n, -1)
+
+
+def encode_codes(encoder, enc_params, dataset: data.ImageSet, mean_bgr: np.ndarray,
+                 blob: str = CODE_BLOB, batch_size: int = 500) -> np.ndarray:
+  """(N, D) float32: the encoder's post-ReLU code of every image of a split."""
+  return np.concatenate(list(_code_batches(encoder, enc_params, dataset, mean_bgr, blob,
+                                           batch_size)))
 
 
 def code_statistics(encoder, enc_params, dataset: data.ImageSet, mean_bgr: np.ndarray,
                     blob: str = CODE_BLOB, batch_size: int = 500) -> np.ndarray:
-  """(2, D): per-unit mean and std of the post-ReLU code over a split (float64)."""
-  c = encode_codes(encoder, enc_params, dataset, mean_bgr, blob, batch_size).astype(np.float64)
-  return np.stack([c.mean(0), c.std(0)]).astype(np.float32)
+  """(2, D): per-unit mean and std of the post-ReLU code over a split (float64 sums)."""
+  s1 = s2 = 0.0
+  for c in _code_batches(encoder, enc_params, dataset, mean_bgr, blob, batch_size):
+    c = c.astype(np.float64)
+    s1, s2 = s1 + c.sum(0), s2 + (c * c).sum(0)
+  mu = s1 / len(dataset)
+  std = np.sqrt(np.maximum(s2 / len(dataset) - mu * mu, 0.0))
+  return np.stack([mu, std]).astype(np.float32)
 
 
 def encoder_checkpoint(generator_path: str, meta: Mapping[str, Any]) -> str:
@@ -211,7 +220,8 @@ def registered_name(config: small_gen.SmallGenConfig, code_dim: int) -> str:
 def export_generator(path: str, config: small_gen.SmallGenConfig, params: Mapping[str, Any],
                      mean_bgr: np.ndarray, stats: np.ndarray, encoder_path: str | None,
                      training_info: Mapping[str, Any] | None = None, bounds_k: float = 3.0,
-                     code_blob: str = CODE_BLOB, code_signed: bool = False) -> str:
+                     code_blob: str = CODE_BLOB, code_signed: bool = False,
+                     code_source: Mapping[str, Any] | None = None) -> str:
   """Writes a generator checkpoint (CHECKPOINTS.md) with mean_std bounds; returns its path.
 
   Args:
@@ -225,6 +235,8 @@ def export_generator(path: str, config: small_gen.SmallGenConfig, params: Mappin
     bounds_k: the default multiple of std of the upper bound (the paper's 3).
     code_blob: the encoder output the codes are (``fc6``; a cached net's layer otherwise).
     code_signed: the codes go below 0 (DGN-AM's box is then mean -/+ k std, not [0, ...]).
+    code_source: for codes from a feature cache, its settings (pooling cells, net hashes):
+      the codes are then not the encoder's raw blob.
   """
   name = registered_name(config, config.code_dim)
   prototxt = small_gen.deploy_prototxt(config, name if name != 'prototxt' else 'SmallDeePSim')
@@ -251,7 +263,8 @@ def export_generator(path: str, config: small_gen.SmallGenConfig, params: Mappin
       'generator': {'code_layer': code_blob, 'code_shape': [config.code_dim],
                     'output_blob': 'deconv0', 'bounds_file': 'bounds.npy',
                     'bounds_kind': 'mean_std', 'bounds_k': bounds_k,
-                    'encoder': {'checkpoint': enc, 'blob': code_blob},
+                    'encoder': {'checkpoint': enc, 'blob': code_blob,
+                                **({'features': dict(code_source)} if code_source else {})},
                     **({'code_signed': True} if code_signed else {})},
       'architecture': config.to_dict(),
       'training': dict(training_info or {}),

@@ -359,7 +359,8 @@ def train_generator(train: data.ImageSet, test: data.ImageSet, encoder_path: str
       info['comparator_features'] = comparator[2]
     result['out'] = export_generator(
         out, config, deploy, mean_bgr, stats, codes.encoder if codes else encoder_path, info,
-        code_blob=codes.layer if codes else CODE_BLOB, code_signed=bool(codes and codes.signed))
+        code_blob=codes.layer if codes else CODE_BLOB, code_signed=bool(codes and codes.signed),
+        code_source=codes.source if codes else None)
     if os.path.exists(os.path.join(workdir, CURVES_FILE)):
       shutil.copy(os.path.join(workdir, CURVES_FILE), os.path.join(out, CURVES_FILE))
     reconstruction_grid(encoder, enc_params, deploy_gen, deploy, grid_images, mean_bgr,
