@@ -34,6 +34,7 @@ from dgnam_jax import cli
 from dgnam_jax.sweeps import configs
 from dgnam_jax.sweeps import run as sweep
 from dgnam_jax.sweeps.requests import parse_seeds
+from dgnam_jax.synthesis import codes as codes_lib
 from dgnam_jax.synthesis import methods as methods_lib
 from dgnam_jax.nets.loading import load_pair
 
@@ -111,20 +112,27 @@ def _run() -> None:
     base = dict(base, iters=_BASE_ITERS.value)
   nets_ = {'generator': _GENERATOR.value or base['generator'],
            'classifier': _CLASSIFIER.value or base['classifier']}
-  pipe, gen_params, _, _, clf_meta = load_pair(nets_['generator'], nets_['classifier'])
+  pipe, gen_params, _, gen_meta, clf_meta = load_pair(nets_['generator'], nets_['classifier'])
   judge = judging.task_judge(_JUDGE.value, clf_meta.get('class_names'))
   mean = clf_meta['mean']['per_channel']
+  method = _METHOD.value
+  fixed = {}
+  if _BOUNDS.value:  # checked before --out is created
+    if not methods_lib.get(method).uses_generator:
+      raise ValueError(f'--bounds: {method} has no generator codes to bound')
+    codes_lib.read_bounds_file(_BOUNDS.value, gen_meta['generator']['code_shape'])
+    fixed['bounds'] = _BOUNDS.value
   out = os.path.abspath(_OUT.value)
   os.makedirs(out, exist_ok=True)
   results = []
-  method = _METHOD.value
   if not methods_lib.get(method).uses_generator:
     nets_['generator'] = None
-  elif _BOUNDS.value:
-    nets_['bounds'] = _BOUNDS.value
   for i, trial in enumerate(draw_settings(_TRIALS.value, _SEARCH_SEED.value, base, method)):
-    if _METHOD_ARGS.value:
-      trial = dict(trial, method_args=_METHOD_ARGS.value)
+    if _METHOD_ARGS.value:  # the fixed options override the drawn ones of the same name
+      drawn = trial.get('method_args')
+      trial = dict(trial, method_args=f'{drawn},{_METHOD_ARGS.value}' if drawn
+                   else _METHOD_ARGS.value)
+    trial.update(fixed)
     config = sweep.config_with_preset(_PRESET.value, out=os.path.join(out, f'trial_{i:02d}'),
                                       seeds=seeds, method=method, units=_UNITS.value,
                                       **nets_, **trial)
@@ -173,7 +181,7 @@ def rank_trials(results: list[dict], min_diversity: float = 0.8) -> list[dict]:
 
 def best_settings(method: str, trial: dict) -> dict:
   """{method: settings} of a trial, the format ``experiments.evaluate_preset`` reads."""
-  keys = ('lr', 'iters', 'l2', 'bounds_k', 'method_args')
+  keys = ('lr', 'iters', 'l2', 'bounds_k', 'bounds', 'method_args')
   return {method: {k: trial[k] for k in keys if trial.get(k) is not None}}
 
 
@@ -197,6 +205,8 @@ def format_table(ranked: list[dict], judge: str) -> str:
            '| top-5 photo | diversity orig | diversity photo | median act |', '|' + '---|' * 13]
   for r in ranked:
     code = [f"{r[k]:g}" if k in r else '-' for k in ('l2', 'bounds_k')]
+    if r.get('bounds'):  # a bounds file replaced the k box
+      code[1] = os.path.basename(r['bounds'])
     lines.append(f"| {r['trial']} | {r['lr']:g} | {r['iters']} | {code[0]} | {code[1]} | "
                  f"{r.get('method_args') or '-'} | "
                  f"{r['top1_original']:.2f} | {r['top1_photo']:.2f} | "

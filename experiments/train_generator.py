@@ -89,6 +89,8 @@ def _train(train, test, workdir, out, run_info, **loop) -> dict:
   """Builds G and the schedule from the flags and trains; see the module docstring."""
   size = train.images.shape[1]
   trunk = _TRUNK.value or (['256'] if size > 32 else []) + ['128', '64', '32']
+  if flags.FLAGS['w_comp'].present and not _COMPARATOR.value:
+    raise ValueError('--w_comp weighs the --comparator loss: pass --comparator too')
   codes = features.cached_codes(_CODES.value, _CODE_LAYER.value) if _CODES.value else None
   comp = (comparator.load_comparator(_COMPARATOR.value, _COMP_LAYERS.value, _COMP_SIZE.value)
           if _COMPARATOR.value else None)

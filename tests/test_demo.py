@@ -20,10 +20,10 @@ CIFAR = os.path.join(ROOT, 'checkpoints', 'cifar10')
 TINY = os.path.join(ROOT, 'checkpoints', 'tinyimagenet200')
 
 
-def _run(*args):
+def _run(*args, check=True):
   proc = subprocess.run([sys.executable, '-m', *args], cwd=ROOT, capture_output=True, text=True,
                         timeout=900)
-  assert proc.returncode == 0, proc.stdout + proc.stderr
+  assert (proc.returncode == 0) == check, proc.stdout + proc.stderr
   return proc.stdout + proc.stderr
 
 
@@ -124,6 +124,13 @@ def test_settings_search_smoke(tmp_path):
   assert settings['bounds']['source'] == 'file' and settings['method_args'] == 'shrink=0.01'
   final = np.load(next((out / 'trial_00' / 'codes').glob('*_final.npy')))
   assert final.max() <= 0.25 and final.min() >= 0.0
+  with open(out / 'best_settings.json') as f:
+    assert json.load(f)['dgnam']['bounds'] == str(box)  # what the trial was scored under
+  assert 'box.npy' in (out / 'search.md').read_text()
+  bad = tmp_path / 'search_badbox'
+  log = _run('experiments.search_settings', f'--judge={os.path.join(CIFAR, "judge")}',
+             f'--out={bad}', '--trials=1', f'--bounds={tmp_path / "missing.npy"}', check=False)
+  assert 'does not exist' in log and not bad.exists()
 
 
 def test_evaluate_preset_smoke(tmp_path):
