@@ -133,6 +133,10 @@ def test_methods_grid_spreads_at_most_max_classes(tmp_path, monkeypatch):
   assert got['tiles'][0].shape == (96, 96, 3)  # 8 px tiles enlarged to ~96 px
   # Run b lacks classes >= 10: blank tiles keep the lines aligned.
   assert got['labels'][-1] == 'c42 s1: b' and got['tiles'][-1].min() == 255
+  # Runs of other seeds (a pilot at seed 10) show their own two lowest; other names whole.
+  later = [dict(r, seed=r['seed'] + 10) for r in rows]
+  eval_runs.methods_grid(str(tmp_path / 'g.png'), {'adam_shrink': (later, imgs)})
+  assert got['labels'][0] == 'c0 s10: adam_shrink' and got['labels'][1] == 'c0 s11: adam_shrink'
 
 
 def test_report_winner_counts_the_worse_convention():

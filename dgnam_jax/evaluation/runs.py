@@ -195,17 +195,20 @@ def _sheet(out_png: str, rows, rendered, top_real, real_images, scale: int | Non
 
 
 def methods_grid(out_png: str, class_runs: dict, output_layer: str = 'fc8',
-                 seeds: Sequence[int] = (0, 1), scale: int | None = None,
+                 seeds: Sequence[int] | None = None, scale: int | None = None,
                  max_classes: int = 20) -> str:
   """Fig. S17 layout: one line per (class, seed), one column per run (method), as displayed.
 
   ``class_runs`` maps a run name to (manifest rows, displayed images); a (class, seed) missing
-  from a run leaves a blank tile, so runs with different seed sets still line up. At most
-  ``max_classes`` classes, evenly spaced; tiles enlarged ``scale``x (default: to ~96 px).
+  from a run leaves a blank tile, so runs with different seed sets still line up. ``seeds``:
+  those shown (default: the two lowest any run has). At most ``max_classes`` classes, evenly
+  spaced; tiles enlarged ``scale``x (default: to ~96 px).
   """
   names = list(class_runs)
   index = {n: {(r['unit'], r['seed']): i for i, r in enumerate(rows) if r['layer'] == output_layer}
            for n, (rows, _) in class_runs.items()}
+  if seeds is None:
+    seeds = sorted({k[1] for ix in index.values() for k in ix})[:2]
   keys = sorted({k for ix in index.values() for k in ix if k[1] in seeds})
   if not keys:
     raise ValueError(f'methods_grid: no {output_layer} rows with seeds {list(seeds)}')
@@ -215,7 +218,8 @@ def methods_grid(out_png: str, class_runs: dict, output_layer: str = 'fc8',
   scale = scale or _sheet_scale(class_runs[names[0]][1], 96)
   class_name = {r['unit']: r.get('class_name') for rows, _ in class_runs.values() for r in rows}
   # evaluate_preset names runs '<preset>_<method>_classes'; other names are shown whole.
-  methods = {n: n.split('_classes')[0].split('_', 1)[-1] for n in names}
+  methods = {n: n.split('_classes')[0].split('_', 1)[-1] if '_classes' in n else n
+             for n in names}
   blank = np.full_like(class_runs[names[0]][1][0], 255)
   tiles, labels = [], []
   for unit, seed in keys:
