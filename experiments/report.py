@@ -67,7 +67,7 @@ def bar_chart(path: str, title: str, groups: list[str], series: dict[str, list[f
     x0 = left + 10 + 110 * g
     for k, (label, vals) in enumerate(series.items()):
       v = vals[g]
-      if v is None:
+      if v is None or v <= 0:  # nothing to draw (an M1 below 0: the unit was driven down)
         continue
       x = x0 + k * bw
       d.rectangle((x, h - bottom - v * scale, x + bw - 2, h - bottom), fill=colours[k % 4])

@@ -1,5 +1,7 @@
 """The evaluation pass on cases with a known answer."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -149,3 +151,10 @@ def test_report_winner_counts_the_worse_convention():
   assert 'top-5 `b` (50.0 %)' in line and 'also top-1 (30.0 %)' in line
   line = report._winner({'a': scores(0.4, 0.4, 0.45, 0.45), 'b': scores(0.3, 0.3, 0.5, 0.5)})
   assert 'top-5 `b` (50.0 %)' in line and 'top-1 `a` (40.0 %)' in line
+
+
+def test_bar_chart_takes_values_below_zero(tmp_path):
+  from experiments import report  # pylint: disable=import-outside-toplevel
+  path = report.bar_chart(str(tmp_path / 'c.png'), 't', ['a', 'b'],
+                          {'m1': [1.2, -0.02], 'top1': [0.5, None]})
+  assert os.path.getsize(path) > 100
