@@ -95,7 +95,8 @@ def _code_regularizers(o: CodeOptions | None) -> tuple:
   if o and not (np.isfinite(o.shrink) and o.shrink >= 0):
     raise ValueError(f'--method_args: shrink must be a finite number >= 0, not {o.shrink}')
   # Shrink before the box, so a box away from 0 (signed codes) still holds afterwards.
-  return (regs.Shrink(o.shrink),) * bool(o and o.shrink) + (regs.CodeBox(), regs.Decay())
+  shrink = (regs.Shrink(o.shrink),) if o and o.shrink else ()
+  return shrink + (regs.CodeBox(), regs.Decay())
 
 
 def dgnam_recipe(options: CodeOptions | None = None) -> Recipe:
