@@ -100,8 +100,7 @@ def _write(gen: str, codes, stats, source: str) -> int:
           f'{float((upper == 0).mean()):.0%} of units pinned at 0')
     return 0
   if stats is None:
-    c = np.asarray(codes, np.float64)
-    stats = np.stack([c.mean(0), c.std(0)]).astype(np.float32)
+    stats = gen_eval.statistics_of(codes)
   write_bounds(gen, stats, _K.value, source)
   upper = stats[0] + _K.value * stats[1]
   print(f'{gen}/bounds.npy: mean/std of {stats.shape[1]} code units over {source}; upper bound '

@@ -123,15 +123,13 @@ def run_generator(run: str, generator: str, hashes: dict | None = None) -> str:
   if not rec:
     return generator
   # The parameters decide the images (code_bounds may rewrite dgnam.json, not the net).
-  sha = {k: v for k, v in rec.items() if k == 'params_sha256'}
-
+  sha = rec.get('params_sha256')
   hashes = {} if hashes is None else hashes  # path -> checkpoint_hashes, across runs
 
   def same(path):
     if path not in hashes:
       hashes[path] = files.checkpoint_hashes(path)
-    h = hashes[path]
-    return all(h.get(k) == v for k, v in sha.items())
+    return sha is None or hashes[path].get('params_sha256') == sha
 
   if same(generator):
     return generator
@@ -139,7 +137,7 @@ def run_generator(run: str, generator: str, hashes: dict | None = None) -> str:
   found = path and (path.startswith('registry:') or os.path.isdir(path))
   if not found or not same(path):
     raise ValueError(f'{run} was made with the generator {path} (params sha256 '
-                     f'{sha.get("params_sha256", "?")[:16]}), which is neither --generator '
+                     f'{(sha or "?")[:16]}), which is neither --generator '
                      'nor found with the same parameters')
   return path
 

@@ -148,8 +148,9 @@ def _bounds(config: SweepConfig, gen_meta, caffe_shape
   """(lower or None for 0, upper or None, both in Caffe order) and their description."""
   if config.bounds == 'none':
     return None, None, {'source': 'none'}
+  signed = bool((gen_meta.get('generator') or {}).get('code_signed'))
   if config.bounds:
-    if (gen_meta.get('generator') or {}).get('code_signed'):
+    if signed:
       raise ValueError(f'--bounds={config.bounds}: a bounds file gives the box [0, upper], but '
                        f'the generator {config.generator} takes signed codes; use its own box '
                        '(--bounds_k) or --bounds=none')
@@ -163,7 +164,7 @@ def _bounds(config: SweepConfig, gen_meta, caffe_shape
   if upper.shape != tuple(caffe_shape):
     raise ValueError(f'the generator bounds have shape {upper.shape}, the code {caffe_shape}')
   desc = {'source': 'checkpoint', 'k': config.bounds_k, 'sha256': _sha(upper)}
-  if (gen_meta.get('generator') or {}).get('code_signed'):
+  if signed:
     desc['lower_sha256'] = _sha(lower)  # [0, ub] descriptions stay as they were (resumes)
     return lower, upper, desc
   return None, upper, desc

@@ -11,8 +11,7 @@ forward stops after the deepest compared layer.
 from __future__ import annotations
 
 import dataclasses
-import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -77,7 +76,3 @@ def load_comparator(path: str, layers: Sequence[str], size: int
           'net_hashes': {k: v for k, v in hashes.items() if k.endswith('sha256')}}
   return Comparator(module, space, ordered, size), params, desc
 
-
-def describe(desc: Mapping[str, Any]) -> str:
-  """One line for logs and model cards."""
-  return f'{os.path.basename(str(desc["net"]))} {",".join(desc["layers"])} at {desc["size"]} px'

@@ -169,6 +169,12 @@ def encode_codes(encoder, enc_params, dataset: data.ImageSet, mean_bgr: np.ndarr
                                            batch_size)))
 
 
+def statistics_of(codes: np.ndarray) -> np.ndarray:
+  """(2, D) float32 per-unit mean and std (float64 arithmetic) of (N, D) codes in memory."""
+  c = np.asarray(codes, np.float64)
+  return np.stack([c.mean(0), c.std(0)]).astype(np.float32)
+
+
 def code_statistics(encoder, enc_params, dataset: data.ImageSet, mean_bgr: np.ndarray,
                     blob: str = CODE_BLOB, batch_size: int = 500) -> np.ndarray:
   """(2, D): per-unit mean and std of the post-ReLU code over a split (float64 sums)."""

@@ -37,7 +37,7 @@ from dgnam_jax.training import features, gen_stages
 from dgnam_jax.training.discriminator import Discriminator, balance_gates  # noqa: F401
 from dgnam_jax.training.gen_stages import save_stage  # noqa: F401 (public here since stage 2)
 from dgnam_jax.training.gen_eval import (CODE_BLOB, code_statistics, decode_metrics, describe,
-                                         export_generator, reconstruction_grid,
+                                         export_generator, reconstruction_grid, statistics_of,
                                          reconstruction_metrics)
 
 CURVES_FILE = 'training_curves.png'
@@ -337,8 +337,7 @@ def train_generator(train: data.ImageSet, test: data.ImageSet, encoder_path: str
   if codes is None:
     stats = code_statistics(encoder, enc_params, test, mean_bgr)
   else:
-    c = codes.test.astype(np.float64)
-    stats = np.stack([c.mean(0), c.std(0)]).astype(np.float32)
+    stats = statistics_of(codes.test)
   logging.info('deploy generator over %d images: %s', ev['images'], describe(ev))
   result['metrics'] = ev
   if out and os.path.exists(out):
