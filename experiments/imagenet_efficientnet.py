@@ -95,8 +95,7 @@ def _sweep(out: str, target: str, method: str, units: list[int], generator: str)
 
 
 def _rows_done(out: str) -> int:
-  manifest = outputs.read_manifest(out) if os.path.isdir(out) else None
-  return len(manifest['rows']) if manifest else 0
+  return sum(map(len, outputs.chunk_rows(out).values())) if os.path.isdir(out) else 0
 
 
 def synthesize(out: str, seen: list[int], unseen: list[int]) -> dict[str, str]:

@@ -19,7 +19,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from dgnam_jax import cli
-from dgnam_jax.sweeps import configs
+from dgnam_jax.sweeps import configs, processes
 from dgnam_jax.sweeps import run as sweep
 from dgnam_jax.synthesis import methods as methods_lib
 from dgnam_jax.sweeps.requests import UNITS_HELP, parse_seeds
@@ -72,8 +72,20 @@ flags.DEFINE_string('encoder', None, 'Encoder checkpoint for --init=image (defau
                     'classifier).')
 flags.DEFINE_integer('chunk', _D['chunk'], 'Requests per resumable chunk (0: ~64, whole '
                      'batches).')
-flags.DEFINE_integer('batch_per_device', _D['batch_per_device'], 'Requests per device per '
-                     'compiled call.')
+flags.DEFINE_string('batch_per_device', str(_D['batch_per_device']), 'Requests per device per '
+                    'compiled call, or auto: the most that fit (from the compiled step\'s memory; '
+                    'a resume keeps the recorded batch).')
+flags.DEFINE_boolean('slot_keyed', _D['slot_keyed'], 'Keep each (unit, seed) in its own batch '
+                     'slot, so its image is the same in any sweep; --noslot_keyed packs requests '
+                     'densely (fewest batches for strided or random unit lists).')
+flags.DEFINE_string('coordinator', None, 'Multi-process run: HOST:PORT of process 0 (with '
+                    '--num_processes and --process_id; every process gets the same flags).')
+flags.DEFINE_integer('num_processes', None, 'Multi-process run: the number of processes.')
+flags.DEFINE_integer('process_id', None, 'Multi-process run: this process, 0 .. N-1.')
+flags.DEFINE_enum('distributed', 'none', ['none', 'auto'], 'auto: join the processes of a SLURM '
+                  'allocation, TPU pod slice or MPI job as JAX detects them.')
+flags.DEFINE_integer('heartbeat_s', processes.HEARTBEAT_S, 'Multi-process run: seconds after '
+                     'which a dead process ends the others.', lower_bound=1)
 flags.DEFINE_enum('dtype', _D['dtype'], ['float32', 'bfloat16'], 'Compute dtype.')
 flags.DEFINE_string('gif_units', '', 'Subset of --units to save trajectory GIFs for.')
 flags.DEFINE_integer('gif_every', _D['gif_every'], 'Iterations between GIF frames.')
@@ -90,6 +102,8 @@ def _config() -> sweep.SweepConfig:
   given = {name: FLAGS[name].value for name in _OPTIONAL + ('units',) if FLAGS[name].present}
   if 'seeds' in given:
     given['seeds'] = parse_seeds(given['seeds'])
+  if 'batch_per_device' in given:
+    given['batch_per_device'] = _batch(given['batch_per_device'])
   if FLAGS.preset and FLAGS.config is not None:
     raise ValueError('--preset is short for --config=configs/NAME.py: pass one of them')
   base = FLAGS.preset
@@ -100,9 +114,29 @@ def _config() -> sweep.SweepConfig:
 
 
 
-def _progress() -> Callable[[sweep.Progress], None]:
+def _batch(text: str) -> int | str:
+  if text == 'auto':
+    return text
+  try:
+    return int(text)
+  except ValueError:
+    raise ValueError(f'--batch_per_device must be a number or auto, not {text!r}') from None
+
+
+def _join() -> processes.Processes:
+  """Joins jax.distributed when the flags ask for several processes (before any JAX work)."""
+  procs = processes.initialize(FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id,
+                               auto=FLAGS.distributed == 'auto', heartbeat_s=FLAGS.heartbeat_s)
+  if procs.count > 1:
+    cli.say('synthesize', f'process {procs.index} of {procs.count}: if one process dies, the '
+            f'others stop within ~{FLAGS.heartbeat_s} s; rerun the same commands to finish')
+  return procs
+
+
+def _progress(procs: processes.Processes) -> Callable[[sweep.Progress], None]:
   """Requests computed and saved, rate and time left (this run's work only)."""
-  line = cli.Progress('synthesize', 'requests')
+  prog = 'synthesize' if procs.count == 1 else f'synthesize[{procs.index}]'
+  line = cli.Progress(prog, 'requests')
 
   def log(p: sweep.Progress) -> None:
     line(p.done, p.total, p.skipped, prefix=f'chunk {p.chunk + 1}/{p.chunks}: ', saved=p.saved)
@@ -115,7 +149,8 @@ def main(argv) -> int:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
 
   def sweep_and_report() -> str:
-    manifest = sweep.run_sweep(_config(), _progress(), argv=sys.argv)
+    procs = _join()
+    manifest = sweep.run_sweep(_config(), _progress(procs), argv=sys.argv)
     return (f'{len(manifest["rows"])} images in {FLAGS.out}: index.html (gallery), grid.png, '
             'manifest.json')
 

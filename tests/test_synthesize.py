@@ -343,12 +343,13 @@ def cli_runs(base_run, ckpts, cli_env, tmp_path_factory):
   victim = subprocess.Popen(_cli(ckpts, killed, *_CLI_SWEEP), env=cli_env, cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   deadline = time.monotonic() + 240
-  while not (outputs.read_manifest(str(killed)) or {}).get('rows'):  # the first chunk is done
+  while not outputs.chunk_rows(str(killed)):  # the first chunk is done
     assert victim.poll() is None and time.monotonic() < deadline, 'no chunk was written'
     time.sleep(0.001)
   os.kill(victim.pid, signal.SIGKILL)
   victim.wait()
-  partial = outputs.read_manifest(str(killed))
+  partial = dict(outputs.read_manifest(str(killed)),
+                 rows=[r for rows in outputs.chunk_rows(str(killed)).values() for r in rows])
   resumed = subprocess.run(_cli(ckpts, killed, *_CLI_SWEEP), env=cli_env, cwd=ROOT,
                            capture_output=True, text=True, timeout=300)
   sweep.run_sweep(_config(ckpts, whole, units='0-7', seeds=(0, 1, 2), chunk=2, gif_units='0-7'))
@@ -446,7 +447,7 @@ def test_every_method_is_chunk_invariant_and_resumes_exactly(ckpts, jax_cache, t
 
   with pytest.raises(_Interrupt):
     sweep.run_sweep(_config(ckpts, tmp_path / 'cut', chunk=2, **kw), stop_in_second_chunk)
-  assert len(outputs.read_manifest(str(tmp_path / 'cut'))['rows']) == 2
+  assert sum(map(len, outputs.chunk_rows(str(tmp_path / 'cut')).values())) == 2
   sweep.run_sweep(_config(ckpts, tmp_path / 'cut', chunk=2, **kw))
   got = _files(tmp_path / 'cut')
   assert sorted(got) == sorted(want)
@@ -516,7 +517,7 @@ def test_ctrl_c_stops_cleanly_with_the_resume_hint(ckpts, cli_env, tmp_path):
                                '--iters=300'), env=cli_env, cwd=ROOT, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True)
   deadline = time.monotonic() + 240
-  while not (outputs.read_manifest(str(out)) or {}).get('rows'):  # the first chunk is saved
+  while not outputs.chunk_rows(str(out)):  # the first chunk is saved
     assert proc.poll() is None and time.monotonic() < deadline, 'no chunk was written'
     time.sleep(0.01)
   proc.send_signal(signal.SIGINT)

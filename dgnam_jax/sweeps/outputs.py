@@ -11,6 +11,7 @@ import html
 import io
 import json
 import os
+import re
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -86,6 +87,33 @@ def read_manifest(out_dir: str) -> dict | None:
     return None
   with open(path, encoding='utf-8') as f:
     return json.load(f)
+
+
+CHUNK_RECORDS = 'chunks'  # chunks/chunk_<k:05d>.json: the rows of one finished chunk
+_RECORD = re.compile(r'chunk_(\d{5,})\.json')
+
+
+def write_chunk_record(out_dir: str, chunk: int, rows: Sequence[Mapping[str, Any]]) -> None:
+  """Records a finished chunk's rows (atomically; written after the chunk's files)."""
+  os.makedirs(os.path.join(out_dir, CHUNK_RECORDS), exist_ok=True)
+  doc = {'chunk': chunk, 'rows': [_jsonable(dict(row)) for row in rows]}
+  atomic_write_text(os.path.join(out_dir, CHUNK_RECORDS, f'chunk_{chunk:05d}.json'),
+                    json.dumps(doc, indent=1) + '\n')
+
+
+def chunk_rows(out_dir: str) -> dict[int, list[dict]]:
+  """Rows per finished chunk: the manifest's, merged with the chunk records (what a run of any
+  process wrote, even one killed before the manifest was rewritten)."""
+  by_chunk: dict[int, list[dict]] = {}
+  for row in (read_manifest(out_dir) or {}).get('rows', []):
+    by_chunk.setdefault(int(row['chunk']), []).append(row)
+  folder = os.path.join(out_dir, CHUNK_RECORDS)
+  for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+    m = _RECORD.fullmatch(name)
+    if m:
+      with open(os.path.join(folder, name), encoding='utf-8') as f:
+        by_chunk[int(m.group(1))] = json.load(f)['rows']
+  return by_chunk
 
 
 def finished_manifest(out_dir: str) -> dict:

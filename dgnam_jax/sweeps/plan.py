@@ -7,7 +7,6 @@ nothing, so a bad request fails before any work starts and before ``--out`` is t
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -17,14 +16,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dgnam_jax import files, images, nets
-from dgnam_jax.sweeps import outputs
-from dgnam_jax.nets import checkpoint
-from dgnam_jax.synthesis import codes
+from dgnam_jax import files, images
+from dgnam_jax.sweeps import codebox, outputs, processes
+from dgnam_jax.synthesis import codes, sizing
+from dgnam_jax.synthesis.loop import NetParams
+from dgnam_jax.synthesis.objectives import make_targets
 from dgnam_jax.synthesis import methods as methods_lib
 from dgnam_jax.synthesis import objectives as targets
 from dgnam_jax.sweeps import requests as units_lib
-from dgnam_jax.nets.pipeline import Pipeline, codes_from_caffe, codes_to_caffe
+from dgnam_jax.nets.pipeline import Pipeline, codes_to_caffe
 from dgnam_jax.synthesis.objectives import Objective
 from dgnam_jax.sweeps.requests import Request
 from dgnam_jax.nets.loading import layer_shapes, load_classifier_pipeline, load_pair
@@ -61,9 +61,14 @@ class SweepConfig:
     init_codes: .npy of initial codes, one row per request in request order (Caffe order).
     encoder: encoder checkpoint for ``init='image'`` (default: the classifier).
     chunk: requests per resumable chunk (0: a multiple of the batch near 64).
-    batch_per_device: rows per device per compiled call. A setting a resume checks: XLA:CPU
-      rounds a row differently in calls of another shape, and chaotic steps make that the whole
-      image (BUILD_NOTES, reproducibility contract).
+    batch_per_device: rows per device per compiled call, or 'auto' (the largest that fits,
+      from the compiled step's memory; a resume keeps the recorded one). A setting a resume
+      checks: XLA:CPU rounds a row differently in calls of another shape, and chaotic steps
+      make that the whole image (BUILD_NOTES, reproducibility contract).
+    slot_keyed: a request's batch slot follows its (unit, seed), so it gives the same bits in
+      any sweep (strided unit lists then take more batches); False packs requests densely by
+      their index in the sweep (the fewest batches; bits then depend on the request's place in
+      the list). Either way results do not depend on chunking, devices or processes.
     dtype: 'float32' or 'bfloat16' compute.
     gif_units: ``--units`` subset whose trajectories are saved as GIFs ('' for none).
     gif_every: iterations between GIF frames.
@@ -96,7 +101,8 @@ class SweepConfig:
   init_codes: str | None = None
   encoder: str | None = None
   chunk: int = 0
-  batch_per_device: int = 8
+  batch_per_device: int | str = 8
+  slot_keyed: bool = True
   dtype: str = 'float32'
   gif_units: str = ''
   gif_every: int = 10
@@ -136,89 +142,6 @@ class Plan:
   provenance: dict
 
 
-def _sha(array: np.ndarray | None) -> str | None:
-  if array is None:
-    return None
-  array = np.ascontiguousarray(array, np.float32)
-  return hashlib.sha256(repr(array.shape).encode() + array.tobytes()).hexdigest()
-
-
-def _bounds(config: SweepConfig, gen_meta, caffe_shape
-            ) -> tuple[np.ndarray | None, np.ndarray | None, dict]:
-  """(lower or None for 0, upper or None, both in Caffe order) and their description."""
-  if config.bounds == 'none':
-    return None, None, {'source': 'none'}
-  signed = bool((gen_meta.get('generator') or {}).get('code_signed'))
-  if config.bounds:
-    if signed:
-      raise ValueError(f'--bounds={config.bounds}: a bounds file gives the box [0, upper], but '
-                       f'the generator {config.generator} takes signed codes; use its own box '
-                       '(--bounds_k) or --bounds=none')
-    upper = codes.read_bounds_file(config.bounds, caffe_shape)
-    return None, upper, {'source': 'file', 'sha256': _sha(upper)}
-  box = codes.generator_box(config.generator, gen_meta, config.bounds_k)
-  if box is None:
-    raise ValueError(f'the generator checkpoint {config.generator} stores no code bounds; pass '
-                     '--bounds=FILE (e.g. act_range/3x/fc6.txt) or --bounds=none')
-  lower, upper = box
-  if upper.shape != tuple(caffe_shape):
-    raise ValueError(f'the generator bounds have shape {upper.shape}, the code {caffe_shape}')
-  desc = {'source': 'checkpoint', 'k': config.bounds_k, 'sha256': _sha(upper)}
-  if signed:
-    desc['lower_sha256'] = _sha(lower)  # [0, ub] descriptions stay as they were (resumes)
-    return lower, upper, desc
-  return None, upper, desc
-
-
-def _encode_image(config: SweepConfig, pipe, clf_params, clf_meta, gen_meta, dtype):
-  """The code of ``config.init_file`` (act_max.py ``get_code``), shape (1, *internal)."""
-  if config.encoder:
-    enc, enc_params, enc_meta = checkpoint.load_checkpoint(config.encoder, dtype=dtype)
-    enc_dir = config.encoder
-  else:
-    enc, enc_params, enc_meta, enc_dir = pipe.classifier, clf_params, clf_meta, config.classifier
-  mean = checkpoint.load_array(enc_dir, 'mean') if enc_meta.get('mean') else None
-  order, scale = enc_meta.get('channel_order', 'BGR'), float(enc_meta.get('pixel_scale', 255))
-  if mean is None and (order, scale) == ('BGR', 255.0):
-    mean = nets.IMAGENET_MEAN_BGR  # act_max.py subtracts the ImageNet mean (image)
-  img = codes.load_image(config.init_file, enc_meta['input_size'], mean, order, scale)
-  gen_info = gen_meta['generator']
-  blob = (gen_info.get('encoder') or {}).get('blob') or gen_info['code_layer']
-  code = codes.encode_images(enc, enc_params, img[None], blob)
-  if tuple(code.shape[1:]) != tuple(pipe.code_shape):
-    raise ValueError(f'encoder blob {blob!r} has shape {code.shape[1:]}; the generator takes '
-                     f'{pipe.code_shape}')
-  return code.astype(np.float32), enc_dir
-
-
-def _initial_codes(config, requests, pipe, clf_params, clf_meta, gen_meta, caffe_shape, dtype):
-  """(N, *internal) initial codes, their settings entry, and an extra checkpoint (encoder)."""
-  n = len(requests)
-  if config.init_codes:
-    try:
-      arr = np.load(config.init_codes, allow_pickle=False)
-    except (ValueError, OSError) as e:  # a pickled or corrupt file: never unpickled
-      raise ValueError(f'--init_codes {config.init_codes}: not a numeric .npy ({e})') from None
-    if arr.shape != (n, *caffe_shape):
-      raise ValueError(f'--init_codes {config.init_codes} has shape {arr.shape}; expected '
-                       f'{(n, *caffe_shape)} (one row per request, Caffe order)')
-    if not np.isfinite(arr).all():
-      raise ValueError(f'--init_codes {config.init_codes} contains NaN or inf')
-    arr = codes_from_caffe(arr.astype(np.float32))
-    return arr, {'kind': 'codes', 'sha256': _sha(arr)}, None
-  if config.init == 'seeded':
-    arr = codes.seeded_codes([r.seed for r in requests], [r.unit for r in requests],
-                             pipe.code_shape)
-    return arr, {'kind': 'seeded'}, None
-  if config.init == 'original':
-    per_seed = {s: codes.original_codes(s, 1, caffe_shape)[0] for s in config.seeds}
-    return np.stack([per_seed[r.seed] for r in requests]), {'kind': 'original'}, None
-  code, enc_dir = _encode_image(config, pipe, clf_params, clf_meta, gen_meta, dtype)
-  with open(config.init_file, 'rb') as f:
-    digest = hashlib.sha256(f.read()).hexdigest()
-  return np.repeat(code, n, axis=0), {'kind': 'image', 'file_sha256': digest}, enc_dir
-
-
 def _check_config(c: SweepConfig) -> None:
   if c.objective not in targets.OUTPUTS:
     raise ValueError(f'--objective must be one of {targets.OUTPUTS}, not {c.objective!r}')
@@ -230,7 +153,10 @@ def _check_config(c: SweepConfig) -> None:
     raise ValueError('--init_codes replaces --init; do not pass both')
   if (c.init == 'image') != bool(c.init_file):
     raise ValueError('--init=image needs --init_file=IMAGE (and --init_file needs --init=image)')
-  for name in ('iters', 'batch_per_device', 'gif_every'):
+  if not (c.batch_per_device == 'auto' or (isinstance(c.batch_per_device, int)
+                                            and c.batch_per_device >= 1)):
+    raise ValueError(f'--batch_per_device must be >= 1 or auto, not {c.batch_per_device!r}')
+  for name in ('iters', 'gif_every'):
     if getattr(c, name) < 1:
       raise ValueError(f'--{name} must be >= 1, not {getattr(c, name)}')
   if c.chunk < 0:
@@ -299,9 +225,32 @@ def _row(config, r: Request, obj: Objective, shape, class_names) -> dict:
   return row
 
 
+def _resolve_batch(config: SweepConfig, pipe, gen_params, clf_params, requests, objective
+                   ) -> tuple[SweepConfig, dict | None]:
+  """``config`` with a number for ``batch_per_device='auto'``, and how it was chosen: the one
+  recorded by the sweep being resumed, else the largest that fits (sizing.auto_batch), at most
+  this process's share of the requests per device."""
+  if config.batch_per_device != 'auto':
+    return config, None
+  old = outputs.read_manifest(config.out) if os.path.isdir(config.out) else None
+  recorded = ((old or {}).get('settings') or {}).get('batch_per_device')
+  if recorded:
+    return (dataclasses.replace(config, batch_per_device=int(recorded)),
+            {'auto': 'the batch of the sweep being resumed'})
+  share = processes.current().count * jax.local_device_count()
+  r = requests[0]
+  row = make_targets([r.unit], [r.position], [r.blend_unit], [r.position], config.minimize,
+                     config.gamma)
+  found = sizing.auto_batch(config.recipe, pipe, NetParams(gen_params, clf_params), row,
+                            objective=objective, iters=config.iters,
+                            max_rows=-(-len(requests) // share))
+  return dataclasses.replace(config, batch_per_device=found.batch), found.describe()
+
+
 def default_chunk(batch_per_device: int) -> int:
-  """Whole batches over all devices, about ``CHUNK_TARGET`` requests."""
-  batch = batch_per_device * jax.device_count()
+  """Whole batches over this process's devices, about ``CHUNK_TARGET`` requests (the same for
+  any number of processes, so a sweep resumes under another process count)."""
+  batch = batch_per_device * jax.local_device_count()
   return max(1, -(-CHUNK_TARGET // batch)) * batch
 
 
@@ -340,10 +289,12 @@ def plan_sweep(config: SweepConfig, argv: Sequence[str] = ()) -> Plan:
     init_desc = {'kind': f'{config.method} start'}
   else:
     caffe_shape = tuple(gen_meta['generator']['code_shape'])
-    lower, upper, bounds_desc = _bounds(config, gen_meta, caffe_shape)
+    lower, upper, bounds_desc = codebox.bounds(config, gen_meta, caffe_shape)
     lower, upper = codes.bounds_internal(upper, caffe_shape, lower)
-    codes0, init_desc, enc_dir = _initial_codes(config, requests, pipe, clf_params, clf_meta,
+    codes0, init_desc, enc_dir = codebox.initial_codes(config, requests, pipe, clf_params, clf_meta,
                                                 gen_meta, caffe_shape, dtype)
+  config, sizing_desc = _resolve_batch(config, pipe, gen_params, clf_params, requests,
+                                       objectives[0])
   gif_units = units_lib.parse_units(config.gif_units) if config.gif_units else []
   gif = _gif_flags(config, unit_list, gif_units, requests)
   rows = [_row(config, r, obj, shapes[config.layer], clf_meta.get('class_names'))
@@ -354,8 +305,12 @@ def plan_sweep(config: SweepConfig, argv: Sequence[str] = ()) -> Plan:
   if enc_dir and os.path.abspath(enc_dir) != os.path.abspath(config.classifier):
     ckpts['encoder'] = enc_dir
   prov = files.provenance(list(argv), ckpts, config.dtype)
+  procs = processes.current()
   prov['execution'] = {'batch_per_device': config.batch_per_device,
-                       'out': files.relative_path(config.out)}
+                       'out': files.relative_path(config.out), 'processes': procs.count,
+                       'local_devices': jax.local_device_count()}
+  if sizing_desc:
+    prov['execution']['batch_sizing'] = sizing_desc
   chunk = config.chunk or default_chunk(config.batch_per_device)
   settings = {
       'method': config.method, 'method_args': config.method_args,
@@ -364,6 +319,7 @@ def plan_sweep(config: SweepConfig, argv: Sequence[str] = ()) -> Plan:
       'post_relu': config.post_relu, 'gamma': config.gamma, 'iters': config.iters,
       'lr': config.lr, 'lr_end': config.lr_end, 'l2': config.l2, 'dtype': config.dtype,
       'chunk': chunk, 'batch_per_device': config.batch_per_device,
+      'packing': 'slot_keyed' if config.slot_keyed else 'dense',
       'code_shape': list(caffe_shape), 'bounds': bounds_desc, 'init': init_desc,
       'gif_units': [u.spec() for u in gif_units],
       'gif_every': config.gif_every if gif_units else None,
@@ -383,6 +339,8 @@ def check_resumable(out: str, settings: Mapping[str, Any]) -> None:
   if old is None:
     return
   previous = old.get('settings')
+  if previous and 'packing' not in previous:  # written before dense packing existed
+    previous = dict(previous, packing='slot_keyed')
   if previous and 'batch_per_device' not in previous:
     raise ValueError(f'--out {out} holds a sweep written by an earlier dgnam_jax (its settings '
                      'record no batch_per_device, which now changes results); choose another '

@@ -2,10 +2,12 @@
 
 A sweep runs its requests in chunks of ``chunk`` requests; chunk k always holds requests
 [k*C, (k+1)*C) of the request list, so a rerun cuts them identically. Each chunk's files are
-written atomically (temp + rename), then the manifest is rewritten atomically. On start,
-leftover '.tmp-*' files are removed and chunks whose rows are in the manifest are skipped, so a
-sweep killed at any moment and restarted with the same settings ends with exactly the files
-(names and bytes) of an uninterrupted run; only the manifest's ``provenance`` differs.
+written atomically (temp + rename), then its record (``chunks/chunk_<k>.json``, its rows). On
+start, leftover '.tmp-*' files are removed and recorded chunks whose files exist are skipped; the
+manifest is written when every chunk is done. So a sweep killed at any moment and restarted with
+the same settings, by any number of processes (:mod:`dgnam_jax.sweeps.processes`), ends with
+exactly the files (names and bytes) of an uninterrupted run; only the manifest's
+``provenance`` differs.
 
 Output layout (relative to ``out``)::
 
@@ -13,7 +15,9 @@ Output layout (relative to ``out``)::
   gifs/<request name>.gif            trajectories of --gif_units requests
   codes/chunk_<k:05d>_code.npy       (n, *code_shape) codes that drew the images (Caffe order)
   codes/chunk_<k:05d>_final.npy      codes after the last update
+  chunks/chunk_<k:05d>.json          the rows of chunk k (what a killed run leaves)
   manifest.json, manifest.csv        one row per request, in request order; settings, provenance
+                                     (until the end: the settings alone, claiming --out)
   index.html, grid.png               gallery and montage (written when all chunks are done)
 
 A row's ``activation`` is the objective on the returned image (``activation_init``: on the first
@@ -24,6 +28,7 @@ are the cropped G(code) of the initial code and of the code every ``gif_every`` 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -33,10 +38,10 @@ import numpy as np
 from dgnam_jax import files, images
 from dgnam_jax.nets.loading import load_pair
 from dgnam_jax.nets.pipeline import codes_to_caffe, to_caffe_space
-from dgnam_jax.sweeps import configs, outputs
+from dgnam_jax.sweeps import configs, outputs, processes
 from dgnam_jax.sweeps.plan import Plan, SweepConfig, default_chunk, plan_sweep
 from dgnam_jax.sweeps.requests import Request, parse_units
-from dgnam_jax.synthesis import loop, parameterizations
+from dgnam_jax.synthesis import loop, parameterizations, sizing
 from dgnam_jax.synthesis import methods as methods_lib
 from dgnam_jax.synthesis.objectives import make_targets
 
@@ -108,12 +113,8 @@ def _chunk_paths(k: int) -> tuple[str, str]:
 
 def _finished_chunks(plan: Plan) -> dict[int, list[dict]]:
   """Rows of chunks a previous run finished (all rows listed, their files present)."""
-  manifest = outputs.read_manifest(plan.out) if os.path.isdir(plan.out) else None
-  by_chunk: dict[int, list[dict]] = {}
-  for row in (manifest or {}).get('rows', []):
-    by_chunk.setdefault(int(row['chunk']), []).append(row)
   done = {}
-  for k, rows in by_chunk.items():
+  for k, rows in outputs.chunk_rows(plan.out).items():
     want = [r['name'] for r in plan.rows[k * plan.chunk:(k + 1) * plan.chunk]]
     paths = [f for r in rows for f in (r['image'], r['code'], r['final_code'], r.get('gif'))
              if f]
@@ -138,7 +139,8 @@ def _optimize_chunk(plan: Plan, idx: np.ndarray, on_rows: Callable[[int], None])
                        [r.blend_unit for r in rs], [r.position for r in rs],
                        c.minimize, c.gamma)
     # A request's batch slot follows its unit and seed, so it is reproduced bitwise in any
-    # sweep (the loop's determinism note).
+    # sweep (the loop's determinism note); dense packing keys it by its index in the sweep.
+    slots = [r.slot_key for r in rs] if c.slot_keyed else rows
     res = loop.run(
         plan.recipe, plan.pipe, loop.NetParams(plan.gen_params, plan.clf_params),
         plan.codes0[rows], tgt, objective=objective,
@@ -146,7 +148,7 @@ def _optimize_chunk(plan: Plan, idx: np.ndarray, on_rows: Callable[[int], None])
         bounds=loop.Bounds.box(plan.lower, plan.upper),
         keys=loop.request_keys([r.seed for r in rs], [r.unit for r in rs]), iters=c.iters,
         batch_per_device=c.batch_per_device, snapshot_every=c.gif_every if gif else 0,
-        slot_keys=[r.slot_key for r in rs],
+        slot_keys=slots,
         on_batch=lambda m, total, base=done, n=len(js): on_rows(base + n * m // total))
     done += len(js)
     for key, value in dataclasses.asdict(res).items():
@@ -205,6 +207,10 @@ def run_sweep(config: SweepConfig, progress: Callable[[Progress], None] | None =
               argv: Sequence[str] = ()) -> dict:
   """Runs (or resumes) a sweep; see the module docstring for what it writes.
 
+  Under ``jax.distributed`` (:mod:`dgnam_jax.sweeps.processes`) every process calls this with
+  the same config: each runs its share of the missing chunks on its local devices, and process
+  0 writes the manifest once all are done.
+
   Args:
     config: the sweep's settings.
     progress: called with a :class:`Progress` after each batch (the library never prints).
@@ -214,41 +220,86 @@ def run_sweep(config: SweepConfig, progress: Callable[[Progress], None] | None =
     The manifest as written ({'rows', 'settings', 'provenance', 'progress'}).
 
   Raises:
-    ValueError (or OSError): a bad setting, file or request, raised before anything is written.
+    ValueError (or OSError): a bad setting, file or request, raised before anything is written;
+      or the device ran out of memory after a chunk was written (the message says what to do).
   """
+  procs = processes.current()
   plan = plan_sweep(config, argv)
+  while True:
+    try:
+      return _run(plan, procs, progress)
+    except _FirstChunkOutOfMemory as e:
+      plan = _halved(plan, config, argv, e.__cause__)
+
+
+class _FirstChunkOutOfMemory(Exception):
+  """Out of memory before this sweep wrote anything: a smaller batch may start it."""
+
+
+def _halved(plan: Plan, config: SweepConfig, argv: Sequence[str], error) -> Plan:
+  """The plan at half the batch (one warning); the claim of the old batch is withdrawn."""
+  b = plan.config.batch_per_device
+  if b == 1:
+    raise ValueError(f'out of memory with one request per device ({error}); free device memory '
+                     'or use a smaller --dtype') from error
+  logging.getLogger(__name__).warning(
+      'out of memory at --batch_per_device=%d before the first chunk; retrying with %d', b,
+      b // 2)
+  for name in (outputs.MANIFEST_JSON, outputs.MANIFEST_CSV):
+    path = os.path.join(plan.out, name)
+    if os.path.exists(path):
+      os.remove(path)
+  return plan_sweep(dataclasses.replace(config, batch_per_device=b // 2), argv)
+
+
+def _run(plan: Plan, procs: processes.Processes, progress) -> dict:
   n, size = len(plan.requests), plan.chunk
   chunks = -(-n // size)
   previous = outputs.read_manifest(plan.out) if os.path.isdir(plan.out) else None
-  os.makedirs(plan.out, exist_ok=True)
-  files.cleanup_temp_files(plan.out)
+  if procs.leader:
+    os.makedirs(plan.out, exist_ok=True)
+    files.cleanup_temp_files(plan.out)
+    if previous is None:  # claims --out for these settings before any result file appears
+      outputs.write_manifest(plan.out, [], _meta(plan, None, 0, chunks))
+  procs.barrier('dgnam_jax sweep start')  # every process now sees the same finished chunks
   finished = _finished_chunks(plan)
   skipped = sum(len(rows) for rows in finished.values())
-  if previous is None:  # claims --out for these settings before any result file appears
-    outputs.write_manifest(plan.out, [], _meta(plan, None, 0, chunks))
+  mine = procs.share([k for k in range(chunks) if k not in finished])
   done = skipped
-  for k in range(chunks):
-    if k in finished:
-      continue
+  for k in mine:
     idx = np.arange(k * size, min(n, (k + 1) * size))
 
     def notify(m: int, k: int = k, base: int = done) -> None:
       if progress:
         progress(Progress(base + m, n, skipped, k, chunks, saved=base))
 
-    res = _optimize_chunk(plan, idx, notify)
-    finished[k] = _write_chunk(plan, k, idx, res)
+    try:
+      res = _optimize_chunk(plan, idx, notify)
+    except Exception as e:  # pylint: disable=broad-except; only out-of-memory is handled
+      if not sizing.is_out_of_memory(e):
+        raise
+      if not finished and k == mine[0] and procs.count == 1:
+        raise _FirstChunkOutOfMemory() from e
+      b = plan.config.batch_per_device
+      raise ValueError(
+          f'out of memory at --batch_per_device={b} in chunk {k} after other chunks were '
+          f'written ({str(e).splitlines()[0]}); the batch is part of this sweep\'s settings: '
+          'rerun the same command once the device has more free memory, or start a new --out '
+          f'with --batch_per_device={max(1, b // 2)}') from e
+    rows = _write_chunk(plan, k, idx, res)
+    outputs.write_chunk_record(plan.out, k, rows)
+    finished[k] = rows
     done += len(idx)
-    rows = [row for j in sorted(finished) for row in finished[j]]
-    outputs.write_manifest(plan.out, rows, _meta(plan, previous, len(finished), chunks))
     if progress:
       progress(Progress(done, n, skipped, k, chunks, saved=done))
+  procs.barrier('dgnam_jax sweep end')  # every chunk's record is written
+  finished = _finished_chunks(plan)
   rows = [row for j in sorted(finished) for row in finished[j]]
-  meta = _meta(plan, previous, chunks, chunks)
-  if skipped == n:  # nothing ran: the manifest still records this run's provenance
+  meta = _meta(plan, previous, len(finished), chunks)
+  if procs.leader:
     outputs.write_manifest(plan.out, rows, meta)
-  _write_summary(plan, rows)
-  if progress and skipped == n:
+    _write_summary(plan, rows)
+  if progress and not mine:
     progress(Progress(n, n, skipped, chunks - 1, chunks, saved=n))
   return {'rows': rows, **meta}
 

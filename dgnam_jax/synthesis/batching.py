@@ -25,13 +25,16 @@ def sharded(fn, mesh, in_specs, out_specs):
 
 
 def default_mesh() -> Mesh | None:
-  """A 1-D ('neurons',) mesh over all devices, or None on a single device."""
-  if jax.device_count() == 1:
+  """A 1-D ('neurons',) mesh over this process's devices, or None on a single device.
+
+  Local devices only: under ``jax.distributed`` every process runs its own requests (the
+  sweep's chunks) and no array spans processes."""
+  devices = jax.local_devices()
+  if len(devices) == 1:
     return None
-  # Auto axes: jax.make_mesh defaults to Explicit axes, under which shard_map rejects the
-  # unsharded row arrays that run() passes in.
-  return jax.make_mesh((jax.device_count(),), ('neurons',),
-                       axis_types=(jax.sharding.AxisType.Auto,))
+  # Auto axes: shard_map rejects the unsharded row arrays that run() passes in under the
+  # Explicit axes that jax.make_mesh defaults to.
+  return Mesh(np.array(devices), ('neurons',), axis_types=(jax.sharding.AxisType.Auto,))
 
 
 def resolve_mesh(mesh) -> Mesh | None:

@@ -281,6 +281,13 @@ def _compiled(s: _Static, mesh, loop: Loop):
           jax.jit(sharded(functools.partial(_finish_rows, s), mesh, (rep, rows, rows), rows)))
 
 
+def step_program(recipe: Recipe, pipe: Pipeline, objective: Objective, iters: int,
+                 snapshot_every: int = 0):
+  """The jitted ``(init, step, finish)`` that :func:`run` calls on one device (for sizing: its
+  ``step.lower(...)`` has XLA's memory analysis)."""
+  return _compiled(_Static(recipe, pipe, objective, iters, snapshot_every), None, Loop.PYTHON)
+
+
 def _run_batch(compiled, loop, iters, params, p0, targets, hyper, keys, bounds, mean):
   if loop is Loop.SCAN:
     return compiled(params, p0, targets, hyper, keys, bounds, mean)
