@@ -76,8 +76,9 @@ flags.DEFINE_string('batch_per_device', str(_D['batch_per_device']), 'Requests p
                     'compiled call, or auto: the most that fit (from the compiled step\'s memory; '
                     'a resume keeps the recorded batch).')
 flags.DEFINE_boolean('slot_keyed', _D['slot_keyed'], 'Keep each (unit, seed) in its own batch '
-                     'slot, so its image is the same in any sweep; --noslot_keyed packs requests '
-                     'densely (fewest batches for strided or random unit lists).')
+                     'slot, so its image is the same alone or in any sweep (up to 2-3x the '
+                     'batches for strided or random unit lists); default: dense packing, the '
+                     'fewest batches, bits depending on the request\'s place in the list.')
 flags.DEFINE_string('coordinator', None, 'Multi-process run: HOST:PORT of process 0 (with '
                     '--num_processes and --process_id; every process gets the same flags).')
 flags.DEFINE_integer('num_processes', None, 'Multi-process run: the number of processes.')

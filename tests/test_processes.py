@@ -147,11 +147,16 @@ def test_dense_packing_takes_the_fewest_batches(stride):
   assert (keyed == dense) == (stride in (1, 5, 21))  # strides sharing no factor with 8
 
 
+def _code(out, unit):
+  row = next(r for r in outputs.read_manifest(str(out))['rows'] if r['unit'] == unit)
+  return np.load(os.path.join(out, row['code']))[row['code_index']]
+
+
 def test_dense_sweeps_are_chunk_invariant_and_need_fewer_calls(ckpts, cache, tmp_path):
   del cache
   calls = {}
-  for name, kw in {'keyed': dict(chunk=4), 'dense': dict(slot_keyed=False, chunk=4),
-                   'dense_chunk2': dict(slot_keyed=False, chunk=2)}.items():
+  for name, kw in {'keyed': dict(slot_keyed=True, chunk=4), 'dense': dict(chunk=4),
+                   'dense_chunk2': dict(chunk=2)}.items():
     seen = []
     sweep.run_sweep(_config(ckpts, tmp_path / name, units='0,2,4,6', seeds=(0,), **kw),
                     seen.append)
@@ -164,8 +169,12 @@ def test_dense_sweeps_are_chunk_invariant_and_need_fewer_calls(ckpts, cache, tmp
   # Units 0, 2, 4, 6 all sit in slot 0 of a 2-row batch when keyed: 4 calls; dense: 2 (plus
   # one report per saved chunk).
   assert calls['keyed'] > calls['dense']
+  # Slot-keyed: unit 6 alone gives the bits it had among the four.
+  sweep.run_sweep(_config(ckpts, tmp_path / 'alone', units='6', seeds=(0,), slot_keyed=True))
+  assert _code(tmp_path / 'alone', 6).tobytes() == _code(tmp_path / 'keyed', 6).tobytes()
   with pytest.raises(ValueError, match='packing'):
-    sweep.run_sweep(_config(ckpts, tmp_path / 'dense', units='0,2,4,6', seeds=(0,), chunk=4))
+    sweep.run_sweep(_config(ckpts, tmp_path / 'dense', units='0,2,4,6', seeds=(0,), chunk=4,
+                            slot_keyed=True))
 
 
 def test_auto_batch_comes_from_the_step_memory(ckpts, cache, tmp_path, monkeypatch):

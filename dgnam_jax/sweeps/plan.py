@@ -65,10 +65,12 @@ class SweepConfig:
       from the compiled step's memory; a resume keeps the recorded one). A setting a resume
       checks: XLA:CPU rounds a row differently in calls of another shape, and chaotic steps
       make that the whole image (BUILD_NOTES, reproducibility contract).
-    slot_keyed: a request's batch slot follows its (unit, seed), so it gives the same bits in
-      any sweep (strided unit lists then take more batches); False packs requests densely by
-      their index in the sweep (the fewest batches; bits then depend on the request's place in
-      the list). Either way results do not depend on chunking, devices or processes.
+    slot_keyed: False (default): requests are packed densely by their index in the sweep, the
+      fewest batches for any unit list; a request's bits may then depend on its place in the
+      list (XLA:CPU). True: its slot follows its (unit, seed), so it gives the same bits alone
+      or in any sweep, at up to 2-3x the batches for strided or random lists and several seeds
+      (benchmarks/bench_packing.py). Either way results do not depend on chunking, devices or
+      processes, and a resume with the other packing is refused.
     dtype: 'float32' or 'bfloat16' compute.
     gif_units: ``--units`` subset whose trajectories are saved as GIFs ('' for none).
     gif_every: iterations between GIF frames.
@@ -102,7 +104,7 @@ class SweepConfig:
   encoder: str | None = None
   chunk: int = 0
   batch_per_device: int | str = 8
-  slot_keyed: bool = True
+  slot_keyed: bool = False
   dtype: str = 'float32'
   gif_units: str = ''
   gif_every: int = 10
