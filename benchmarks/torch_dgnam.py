@@ -189,3 +189,31 @@ def dgnam_neuron(generator: TorchCaffeNet, classifier: TorchCaffeNet, code: torc
       h = h.detach() + lr_i * d / d.abs().mean().clamp_min(1e-30)
       h = torch.clamp(h, lower, upper) * l2
   return h, image.detach(), float(act.detach())
+
+
+def dgnam_batch(generator: TorchCaffeNet, classifier: TorchCaffeNet, codes: torch.Tensor,
+                units: Sequence[int], layer: str, iters: int, crop: tuple[int, int, int, int],
+                lr: float = 8.0, lr_end: float = 1e-10, l2: float = 0.99,
+                lower: float | torch.Tensor = 0.0, upper: float | torch.Tensor = float('inf'),
+                output_blob: str = 'deconv0') -> torch.Tensor:
+  """:func:`dgnam_neuron` for N fc units at once (one batched forward and backward per step).
+
+  The rows never mix: the nets are per-sample (no batch statistics), the gradient of the summed
+  activations is each row's own, and each row's step is normalised by its own mean |d|.
+  Returns the (N, *code) final codes.
+  """
+  oy, ox, th, tw = crop
+  h = codes.detach().clone()
+  rows = torch.arange(h.shape[0], device=h.device)
+  units_t = torch.as_tensor(list(units), device=h.device)
+  for i in range(iters):
+    lr_i = lr + (lr_end - lr) * i / iters
+    h.requires_grad_(True)
+    image = generator(h)[0][output_blob][:, :, oy:oy + th, ox:ox + tw]
+    act = classifier(image, end=layer)[1][layer][rows, units_t]
+    (d,) = torch.autograd.grad(act.sum(), h)
+    with torch.no_grad():
+      scale = d.abs().flatten(1).mean(1).clamp_min(1e-30).view(-1, *([1] * (d.dim() - 1)))
+      h = h.detach() + lr_i * d / scale
+      h = torch.clamp(h, lower, upper) * l2
+  return h

@@ -6,11 +6,15 @@ import os
 import subprocess
 import sys
 
+import numpy as np
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 KEYS = ('batched_neuron_iters_per_s', 'per_neuron_loop_neuron_iters_per_s',
         'per_iteration_loop_neuron_iters_per_s', 'torch_per_neuron_loop_neuron_iters_per_s',
-        'batched_over_per_neuron_loop', 'batched_over_per_iteration_loop', 'batched_over_torch',
+        'torch_batched_neuron_iters_per_s', 'batched_over_per_neuron_loop',
+        'batched_over_per_iteration_loop', 'batched_over_torch', 'batched_over_torch_batched',
         'batched_fraction_of_peak', 'device', 'dtype', 'neurons', 'iters', 'size',
         'flops_per_neuron_iter', 'peak_rss_mib', 'methods', 'targets')
 
@@ -33,6 +37,22 @@ def test_tiny_benchmark_writes_json(tmp_path):
   assert max(record['final_code_max_abs_diff_vs_batched'].values()) < 1e-3
   if importlib.util.find_spec('torch') is None:
     assert record['torch_per_neuron_loop_neuron_iters_per_s'] is None
+    assert record['torch_batched_neuron_iters_per_s'] is None
   else:  # same nets, same weights: the comparison is apples to apples
     assert record['parity_ok'], record['parity']
-    assert record['batched_over_torch'] > 0
+    assert record['batched_over_torch'] > 0 and record['batched_over_torch_batched'] > 0
+
+
+@pytest.mark.slow
+def test_torch_batched_loop_equals_its_per_neuron_loop():
+  """The batched PyTorch baseline does the per-neuron loop's work, rows never mixing."""
+  torch = pytest.importorskip('torch')
+  sys.path.insert(0, os.path.join(ROOT, 'benchmarks'))
+  import bench_engine  # pylint: disable=import-outside-toplevel
+  torch.set_num_threads(1)
+  setup = bench_engine.build_setup('tiny')
+  prob = bench_engine.make_problem(setup, 'fc8', 3, 4, 0)
+  runner = bench_engine.TorchRunner(bench_engine._load_torch_reference(), setup, prob, 1)
+  one_by_one = runner.loop(range(3))
+  together = runner.batched(range(3), 3)
+  assert np.abs(together - one_by_one).max() <= 1e-4 * np.abs(one_by_one).max()
