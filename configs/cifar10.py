@@ -1,8 +1,9 @@
 """The embedded default: the CIFAR-10 pair trained by this project (checkpoints/cifar10).
 
 Settings: the best trial of the random search recorded in checkpoints/cifar10/MODEL_CARD.md.
-Batch 10: the 10 classes fill whole calls for any number of seeds (a request's slot is
-(unit + 1009 seed) mod batch, and 1009 = 9 mod 10). Paths are relative to this file.
+Batch 10: the 10 classes fill whole calls for any number of seeds, densely packed (the default)
+and with --slot_keyed too (slot (unit + 1009 seed) mod batch, and 1009 = 9 mod 10). Paths are
+relative to this file.
 """
 
 from ml_collections import config_dict

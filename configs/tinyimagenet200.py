@@ -1,10 +1,11 @@
 """The 64 px default: the Tiny ImageNet-200 pair trained by this project
 (checkpoints/tinyimagenet200).
 
-Settings from its own search (checkpoints/tinyimagenet200/settings_search.md). Batch 21, coprime
-with 10: the demo's classes 0, 10, ..., 190 (and the search's 5, 15, ..., 195) fill 20 distinct
-slots of one call (slot = (unit + 1009 seed) mod batch); with 20 they shared 2 slots, 10 calls.
-Paths are relative to this file.
+Settings from its own search (checkpoints/tinyimagenet200/settings_search.md). Batch 21: densely
+packed (the default) the demo's 20 classes take one call; it is also coprime with 10, so with
+--slot_keyed the demo's classes 0, 10, ..., 190 (and the search's 5, 15, ..., 195) still fill 20
+distinct slots of one call (slot = (unit + 1009 seed) mod batch). Paths are relative to this
+file.
 """
 
 from ml_collections import config_dict

@@ -25,6 +25,7 @@ import time
 from absl import app
 from absl import flags
 
+from experiments import _sweep_flags
 from dgnam_jax.sweeps import outputs
 from dgnam_jax import cli
 from dgnam_jax.sweeps import configs
@@ -89,6 +90,7 @@ def _progress(name: str):
 
 
 def main(argv) -> int:
+  _sweep_flags.apply()  # before any JAX work
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   out = os.path.abspath(_OUT.value)

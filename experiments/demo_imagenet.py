@@ -20,6 +20,7 @@ import time
 from absl import app
 from absl import flags
 
+from experiments import _sweep_flags
 from dgnam_jax import cli
 from dgnam_jax.nets import imagenet
 from dgnam_jax.synthesis import batching
@@ -34,6 +35,7 @@ PRESET = 'efficientnet_lite1'
 
 
 def _run() -> str:
+  _sweep_flags.apply()  # before any JAX work
   t0 = time.time()
   generator = sweep.preset_settings(PRESET)['generator']
   seen, unseen = imagenet.split_units(imagenet.encoder_wnids(generator), _CLASSES.value // 2,

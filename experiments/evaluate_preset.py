@@ -24,6 +24,7 @@ import time
 from absl import app
 from absl import flags
 
+from experiments import _sweep_flags
 from dgnam_jax.evaluation import runs as eval_runs
 from dgnam_jax import cli
 from dgnam_jax.sweeps import configs
@@ -64,6 +65,7 @@ def _log(msg: str) -> None:
 
 
 def main(argv) -> int:
+  _sweep_flags.apply()  # before any JAX work
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   return cli.run('evaluate_preset', _run)
@@ -115,11 +117,11 @@ def _run() -> None:
     return None
   t = time.time()
   metrics_dir = os.path.join(out, 'metrics')
-  record = eval_runs.evaluate_runs(
-      runs, generator=preset['generator'], classifier=preset['classifier'],
-      judge_path=_JUDGE.value, data_path=_DATA.value, out=metrics_dir,
-      cache_dir=_CACHE_DIR.value, log=_log,
-      command='python -m experiments.evaluate_preset ' + ' '.join(sys.argv[1:]))
+  eval_runs.evaluate_runs(
+    runs, generator=preset['generator'], classifier=preset['classifier'],
+    judge_path=_JUDGE.value, data_path=_DATA.value, out=metrics_dir,
+    cache_dir=_CACHE_DIR.value, log=_log,
+    command='python -m experiments.evaluate_preset ' + ' '.join(sys.argv[1:]))
   timings['evaluation (synthesis excluded)'] = round(time.time() - t, 1)
   _log(f'evaluation: {timings["evaluation (synthesis excluded)"]:.0f} s')
   timing_md = os.path.join(metrics_dir, 'timings.md')

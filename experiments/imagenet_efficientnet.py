@@ -27,6 +27,7 @@ from absl import app
 from absl import flags
 import numpy as np
 
+from experiments import _sweep_flags
 from dgnam_jax import cli, files
 from dgnam_jax.nets import imagenet
 from dgnam_jax.sweeps import outputs
@@ -126,6 +127,7 @@ def _rewrite_report(out: str) -> None:
 
 
 def _run() -> None:
+  _sweep_flags.apply()  # before any JAX work
   out = os.path.abspath(_OUT.value)
   if _STAGE.value == 'report':
     _rewrite_report(out)

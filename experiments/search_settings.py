@@ -28,6 +28,7 @@ from absl import app
 from absl import flags
 import numpy as np
 
+from experiments import _sweep_flags
 from dgnam_jax import files
 from dgnam_jax.evaluation import judging
 from dgnam_jax import cli
@@ -99,6 +100,7 @@ def draw_settings(n: int, seed: int, base: dict, method: str = 'dgnam') -> list[
 
 
 def main(argv) -> int:
+  _sweep_flags.apply()  # before any JAX work
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   return cli.run('search_settings', _run)

@@ -18,6 +18,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from experiments import _sweep_flags
 from dgnam_jax import cli
 from dgnam_jax.sweeps import configs, processes
 from dgnam_jax.sweeps import run as sweep
@@ -146,6 +147,7 @@ def _progress(procs: processes.Processes) -> Callable[[sweep.Progress], None]:
 
 
 def main(argv) -> int:
+  _sweep_flags.apply()  # before any JAX work
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
 

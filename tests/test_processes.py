@@ -65,11 +65,15 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def _start(ckpts, cache, out, count, seeds=','.join(map(str, SEEDS)), heartbeat=3):
-  """``count`` runner processes of one sweep."""
+def _start(ckpts, cache, out, count, seeds=','.join(map(str, SEEDS)), heartbeat=3, split=False):
+  """``count`` runner processes of one sweep (``split``: each on one XLA:CPU device per core,
+  the runners' default, which conftest turns off for the other tests)."""
   env = dict(os.environ, JAX_PLATFORMS='cpu', JAX_COMPILATION_CACHE_DIR=cache,
              JAX_DEFAULT_MATMUL_PRECISION=str(jax.config.jax_default_matmul_precision),
              PYTHONPATH=os.pathsep.join([ROOT, os.environ.get('PYTHONPATH', '')]))
+  if split:
+    env['XLA_FLAGS'] = ' '.join(f for f in env.get('XLA_FLAGS', '').split()
+                                if 'xla_force_host_platform_device_count' not in f)
   port = _free_port()
   cmd = [sys.executable, '-m', 'experiments.synthesize', f'--generator={ckpts[0]}',
          f'--classifier={ckpts[1]}', f'--out={out}', f'--units={UNITS}', f'--seeds={seeds}',
@@ -89,11 +93,14 @@ def _finish(procs, timeout=180):
 
 @pytest.mark.parametrize('count', [2, 3])
 def test_processes_write_the_one_process_files(ckpts, cache, reference, tmp_path, count):
+  """Two processes with the runners' default CPU split (one device per core each), three with
+  one device each: the files of the one-process, one-device run."""
   out = tmp_path / 'out'
-  results = _finish(_start(ckpts, cache, out, count))
+  results = _finish(_start(ckpts, cache, out, count, split=count == 2))
   assert sweep_helpers.tree_bytes(out) == reference
-  manifest = outputs.read_manifest(str(out))
-  assert manifest['provenance']['execution']['processes'] == count
+  execution = outputs.read_manifest(str(out))['provenance']['execution']
+  assert execution['processes'] == count
+  assert execution['local_devices'] == (len(os.sched_getaffinity(0)) if count == 2 else 1)
   assert f'process 1 of {count}' in results[1][1]
 
 

@@ -250,10 +250,11 @@ def _resolve_batch(config: SweepConfig, pipe, gen_params, clf_params, requests, 
 
 
 def default_chunk(batch_per_device: int) -> int:
-  """Whole batches over this process's devices, about ``CHUNK_TARGET`` requests (the same for
-  any number of processes, so a sweep resumes under another process count)."""
-  batch = batch_per_device * jax.local_device_count()
-  return max(1, -(-CHUNK_TARGET // batch)) * batch
+  """About ``CHUNK_TARGET`` requests in whole batches, at least one call over this process's
+  devices. The same for any number of processes, and for a CPU split into one device per core
+  (``cli.split_cpu``) unless its batch is large, so a sweep resumes under either."""
+  base = -(-CHUNK_TARGET // batch_per_device) * batch_per_device
+  return max(base, batch_per_device * jax.local_device_count())
 
 
 def plan_sweep(config: SweepConfig, argv: Sequence[str] = ()) -> Plan:
