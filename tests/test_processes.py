@@ -139,6 +139,9 @@ def test_process_shares_and_bad_arguments():
   with pytest.raises(ValueError, match='auto'):
     processes.initialize('127.0.0.1:1234', 2, 0, auto=True)
   assert processes.initialize('127.0.0.1:1234', 1, 0) == processes.Processes(0, 1)
+  if not any(k.startswith(('SLURM_', 'OMPI_', 'TPU_')) for k in os.environ):
+    with pytest.raises(ValueError, match='found no cluster'):
+      processes.initialize(auto=True)
 
 
 def _batches(keys, batch, devices=1):
