@@ -62,7 +62,7 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [p for p in (_HERE, os.path.dirname(_HERE)) if p not in sys.path]
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
-from dgnam_jax import nets
+from dgnam_jax import cli, nets
 from dgnam_jax.caffe import NetDef, parse_prototxt
 from dgnam_jax.nets import CaffeGraph, convert, tiny
 from dgnam_jax.nets.pipeline import ImageSpace, Pipeline
@@ -105,6 +105,9 @@ _LOOP = flags.DEFINE_enum('loop', Loop.PYTHON.value, [l.value for l in Loop],
                           'methods.')
 _SEED = flags.DEFINE_integer('seed', 0, 'Seed of the random weights and initial codes.')
 _OUT = flags.DEFINE_string('out', None, 'Write the results as JSON to this file.')
+_CPU_DEVICES = flags.DEFINE_integer('cpu_devices', 1, 'Split the CPU into this many XLA devices '
+                                    '(0: one per core, as the sweep runners do); the batched '
+                                    'method shards its rows over them.', lower_bound=0)
 
 # Dense peak TFLOP/s by (device-kind substring, dtype). float32 matmuls and convolutions run as
 # TF32 on these GPUs under JAX's default precision, hence the TF32 figure for 'float32'.
@@ -271,10 +274,13 @@ def _params(setup: Setup) -> NetParams:
 
 
 def _engine(setup: Setup, prob: Problem, batch: int, loop: Loop) -> np.ndarray:
-  """``optimize_codes`` on all of ``prob``, ``batch`` rows per compiled call; final codes."""
+  """``optimize_codes`` on all of ``prob``, ``batch`` rows per compiled call (sharded over the
+  local devices when there are several, e.g. a CPU split by ``--cpu_devices``); final codes."""
+  devices = jax.local_device_count() if batch > 1 else 1
   result = api.optimize_codes(setup.pipe, _params(setup), prob.codes0, prob.targets,
                               objective=prob.objective, hyper=prob.hyper, bounds=prob.bounds,
-                              iters=prob.iters, batch_per_device=batch, mesh=None, loop=loop,
+                              iters=prob.iters, batch_per_device=max(1, batch // devices),
+                              mesh=api.Devices.ALL if devices > 1 else None, loop=loop,
                               # Distinct requests (own initial codes), as in a sweep of
                               # (unit, seed) pairs: the default key (the unit) would put
                               # repeats of a unit in separate calls.
@@ -483,6 +489,7 @@ def run_benchmark(config: BenchConfig) -> dict:
             'loop': config.loop,
             'device': f'{device.platform}:{device.device_kind}', 'platform': device.platform,
             'device_count': jax.device_count(), 'cpu_count': len(os.sched_getaffinity(0)),
+            'cpu_split': jax.default_backend() == 'cpu' and jax.local_device_count() > 1,
             'jax_version': jax.__version__, 'xla_flags': os.environ.get('XLA_FLAGS', ''),
             'flops_per_neuron_iter': flops_per_neuron_iter(setup, config.layer),
             'torch_version': None, 'torch_device': None, 'torch_threads': None,
@@ -586,6 +593,7 @@ def format_record(record: dict) -> str:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  cli.split_cpu(_CPU_DEVICES.value)  # before any JAX work
   config = BenchConfig(size=_SIZE.value, neurons=_NEURONS.value, iters=_ITERS.value,
                        batch_per_device=_BATCH.value, repeats=_REPEATS.value, dtype=_DTYPE.value,
                        methods=tuple(_METHODS.value), layer=_LAYER.value,
