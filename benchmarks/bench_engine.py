@@ -475,7 +475,7 @@ def run_benchmark(config: BenchConfig) -> dict:
   batch = config.batch_per_device or n
   everyone = range(n)
   device = jax.devices()[0]
-  tdg = _load_torch_reference() if 'torch' in config.methods else None
+  tdg = _load_torch_reference() if {'torch', 'torch_batched'} & set(config.methods) else None
   methods = {
       'per_iteration': (lambda: _per_iteration_loop(setup, prob, [0]),
                         lambda: _per_iteration_loop(setup, prob, everyone)),
