@@ -461,9 +461,12 @@ def test_a_non_utf8_prototxt_is_named(tmp_path):
 def test_ctrl_c_stops_cleanly_with_the_resume_hint(ckpts, cli_env, tmp_path):
   out = tmp_path / 'out'
   # Enough work (~1 min of chunks) that a loaded machine cannot finish before the signal lands.
+  # SIGINT restored to its default: a shell that started this suite in the background leaves it
+  # ignored, and Python then never raises KeyboardInterrupt.
   proc = subprocess.Popen(_cli(ckpts, out, '--units=0-7', '--seeds=0-19', '--chunk=2',
                                '--iters=300'), env=cli_env, cwd=ROOT, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True)
+                          stderr=subprocess.PIPE, text=True,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
   deadline = time.monotonic() + 240
   while not outputs.chunk_rows(str(out)):  # the first chunk is saved
     assert proc.poll() is None and time.monotonic() < deadline, 'no chunk was written'

@@ -2,7 +2,7 @@ r"""The accelerator suite (issue 22): everything worth measuring on a lent GPU, 
 
   python benchmarks/accelerator/suite.py --out_dir=reports/benchmarks          # on the GPU
   python benchmarks/accelerator/suite.py --size=tiny --classes=10 --iters=3 \
-      --torch_neurons=4 --sweep_units=0-1 --sweep_iters=2 --out_dir=/tmp/suite  # CPU check
+      --torch_neurons=4 --sweep_units=0-1 --sweep_iters=2 --out_dir=OUT  # CPU check
 
 Parts, each recorded even when a later one fails or the time budget runs out:
 
@@ -182,7 +182,8 @@ def main():
                       '(default: all classes)')
   parser.add_argument('--sweep_iters', type=int, default=None)
   parser.add_argument('--budget_s', type=float, default=420.0, help='Start no part after this.')
-  parser.add_argument('--out_dir', default=os.path.join(ROOT, 'reports', 'benchmarks'))
+  parser.add_argument('--out_dir', required=True, help='Where the JSON and markdown go (e.g. '
+                      'reports/benchmarks).')
   args = parser.parse_args()
   t0 = time.perf_counter()
   device = jax.local_devices()[0]
