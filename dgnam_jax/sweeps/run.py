@@ -281,11 +281,12 @@ def _run(plan: Plan, procs: processes.Processes, progress) -> dict:
       if not finished and k == mine[0] and procs.count == 1:
         raise _FirstChunkOutOfMemory() from e
       b = plan.config.batch_per_device
+      when = 'after other chunks were written' if finished else 'in a multi-process run'
       raise ValueError(
-          f'out of memory at --batch_per_device={b} in chunk {k} after other chunks were '
-          f'written ({str(e).splitlines()[0]}); the batch is part of this sweep\'s settings: '
-          'rerun the same command once the device has more free memory, or start a new --out '
-          f'with --batch_per_device={max(1, b // 2)}') from e
+          f'out of memory at --batch_per_device={b} in chunk {k} {when} '
+          f'({str(e).splitlines()[0]}); the batch is part of this sweep\'s settings: rerun the '
+          'same command once the device has more free memory, or start a new --out with '
+          f'--batch_per_device={max(1, b // 2)}') from e
     rows = _write_chunk(plan, k, idx, res)
     outputs.write_chunk_record(plan.out, k, rows)
     finished[k] = rows
