@@ -461,12 +461,15 @@ def test_a_non_utf8_prototxt_is_named(tmp_path):
 def test_ctrl_c_stops_cleanly_with_the_resume_hint(ckpts, cli_env, tmp_path):
   out = tmp_path / 'out'
   # Enough work (~1 min of chunks) that a loaded machine cannot finish before the signal lands.
-  # SIGINT restored to its default: a shell that started this suite in the background leaves it
-  # ignored, and Python then never raises KeyboardInterrupt.
-  proc = subprocess.Popen(_cli(ckpts, out, '--units=0-7', '--seeds=0-19', '--chunk=2',
-                               '--iters=300'), env=cli_env, cwd=ROOT, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True,
-                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+  # Python's SIGINT handler put back before the runner starts: a shell that started this suite
+  # in the background leaves SIGINT ignored, and Python then never raises KeyboardInterrupt (a
+  # preexec_fn would fork this multithreaded process instead).
+  cmd = _cli(ckpts, out, '--units=0-7', '--seeds=0-19', '--chunk=2', '--iters=300')
+  assert cmd[1:3] == ['-m', 'experiments.synthesize']
+  cmd[1:3] = ['-c', 'import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler)'
+              '; runpy.run_module("experiments.synthesize", run_name="__main__", alter_sys=True)']
+  proc = subprocess.Popen(cmd, env=cli_env, cwd=ROOT, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
   deadline = time.monotonic() + 240
   while not outputs.chunk_rows(str(out)):  # the first chunk is saved
     assert proc.poll() is None and time.monotonic() < deadline, 'no chunk was written'
