@@ -200,21 +200,28 @@ def build_setup(size: str, dtype: str = 'float32', seed: int = 0) -> Setup:
                clf_params)
 
 
+def layer_macs(layer, blobs) -> int:
+  """Multiply-accumulates of one conv, deconv or fc layer's forward pass (0 for other types),
+  given the net's blob shapes (NCHW, any batch)."""
+  p, bottom = layer.param, blobs[layer.bottoms[0]] if layer.bottoms else None
+  if layer.type == 'Convolution':
+    return int(np.prod(blobs[layer.tops[0]]) * bottom[1] // p.group * np.prod(p.kernel))
+  if layer.type == 'Deconvolution':  # every input pixel scatters a C_out/g x k x k patch
+    return int(np.prod(bottom) * p.num_output // p.group * np.prod(p.kernel))
+  if layer.type == 'InnerProduct':
+    return int(np.prod(bottom) * p.num_output)
+  return 0
+
+
 def _layer_macs(netdef: NetDef, end: str | None = None) -> int:
   """Multiply-accumulates of one forward pass (batch 1) through the conv and fc layers."""
   _, blobs = _shapes(netdef)
   total = 0
   for layer in netdef.layers:
-    p, bottom = layer.param, blobs[layer.bottoms[0]] if layer.bottoms else None
-    if layer.type == 'Convolution':
-      total += np.prod(blobs[layer.tops[0]][1:]) * bottom[1] // p.group * np.prod(p.kernel)
-    elif layer.type == 'Deconvolution':  # every input pixel scatters a C_out/g x k x k patch
-      total += np.prod(bottom[1:]) * p.num_output // p.group * np.prod(p.kernel)
-    elif layer.type == 'InnerProduct':
-      total += np.prod(bottom[1:]) * p.num_output
+    total += layer_macs(layer, blobs)
     if layer.name == end:
       break
-  return int(total)
+  return total
 
 
 def flops_per_neuron_iter(setup: Setup, layer: str) -> float:

@@ -39,15 +39,7 @@ def _cases(netdef, batch):
     if layer.type not in ('Convolution', 'Deconvolution', 'InnerProduct'):
       continue
     shape = (batch,) + tuple(blobs[layer.bottoms[0]][1:])
-    out = (batch,) + tuple(blobs[layer.tops[0]][1:])
-    p = layer.param
-    if layer.type == 'Convolution':
-      macs = np.prod(out) * shape[1] // p.group * np.prod(p.kernel)
-    elif layer.type == 'Deconvolution':
-      macs = np.prod(shape) * p.num_output // p.group * np.prod(p.kernel)
-    else:
-      macs = np.prod(shape) * p.num_output
-    yield layer.name, layer.type, shape, p, int(macs)
+    yield layer.name, layer.type, shape, layer.param, batch * bench_engine.layer_macs(layer, blobs)
 
 
 def _jax_fn(kind, shape, p, rng):

@@ -37,12 +37,10 @@ def main():
     setup = bench_engine.build_setup(args.size, dtype)
     prob = bench_engine.make_problem(setup, 'fc8', 1, args.iters, 0)
     params = NetParams(setup.gen_params, setup.clf_params)
-    small, large = (sizing.step_bytes(methods.dgnam_recipe(), setup.pipe, params,
-                                      make_targets(prob.units), objective=prob.objective,
-                                      iters=args.iters, batch=b) for b in (1, 4))
-    per_row = (large - small) // 3
-    fixed = small - per_row
-    rows = int((sizing.MARGIN * args.card_gb * 1e9 - fixed) // per_row)
+    per_row, fixed = sizing.step_memory(methods.dgnam_recipe(), setup.pipe, params,
+                                        make_targets(prob.units), objective=prob.objective,
+                                        iters=args.iters)
+    rows = sizing.rows_within(args.card_gb * 1e9, per_row, fixed)
     records.append({'size': args.size, 'dtype': dtype, 'iters': args.iters,
                     'backend': jax.default_backend(), 'per_row_mib': per_row / 2**20,
                     'fixed_mib': fixed / 2**20, f'rows_per_{args.card_gb:g}gb': rows})

@@ -82,7 +82,7 @@ def engine(size: str, dtype: str, classes: int, iters: int, seed: int = 0) -> di
   return {
       'size': size, 'dtype': dtype, 'classes': classes, 'iters': iters, 'devices': devices,
       'batch_per_device': found.batch, 'sizing': found.describe(),
-      'rows_per_80gb': int((sizing.MARGIN * 80e9 - found.fixed) // found.per_row),
+      'rows_per_80gb': sizing.rows_within(80e9, found.per_row, found.fixed),
       'first_run_s': cold, 'run_s': warm, 'compile_s': cold - warm,
       'neurons_per_s': classes / warm, 'neuron_iters_per_s': rate,
       'flops_per_neuron_iter': flops, 'achieved_tflops': rate * flops / 1e12,

@@ -13,14 +13,14 @@ from dgnam_jax.synthesis import codes
 
 
 def sha(array: np.ndarray | None) -> str | None:
+  """sha256 of a float32 array's shape and bytes (None for None): the settings' content hash."""
   if array is None:
     return None
   array = np.ascontiguousarray(array, np.float32)
   return hashlib.sha256(repr(array.shape).encode() + array.tobytes()).hexdigest()
 
 
-def bounds(config, gen_meta, caffe_shape
-            ) -> tuple[np.ndarray | None, np.ndarray | None, dict]:
+def bounds(config, gen_meta, caffe_shape) -> tuple[np.ndarray | None, np.ndarray | None, dict]:
   """(lower or None for 0, upper or None, both in Caffe order) and their description."""
   if config.bounds == 'none':
     return None, None, {'source': 'none'}

@@ -294,8 +294,8 @@ def plan_sweep(config: SweepConfig, argv: Sequence[str] = ()) -> Plan:
     caffe_shape = tuple(gen_meta['generator']['code_shape'])
     lower, upper, bounds_desc = codebox.bounds(config, gen_meta, caffe_shape)
     lower, upper = codes.bounds_internal(upper, caffe_shape, lower)
-    codes0, init_desc, enc_dir = codebox.initial_codes(config, requests, pipe, clf_params, clf_meta,
-                                                gen_meta, caffe_shape, dtype)
+    codes0, init_desc, enc_dir = codebox.initial_codes(config, requests, pipe, clf_params,
+                                                       clf_meta, gen_meta, caffe_shape, dtype)
   config, sizing_desc = _resolve_batch(config, pipe, gen_params, clf_params, requests,
                                        objectives[0])
   gif_units = units_lib.parse_units(config.gif_units) if config.gif_units else []

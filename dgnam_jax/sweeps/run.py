@@ -138,8 +138,9 @@ def _optimize_chunk(plan: Plan, idx: np.ndarray, on_rows: Callable[[int], None])
     tgt = make_targets([r.unit for r in rs], [r.position for r in rs],
                        [r.blend_unit for r in rs], [r.position for r in rs],
                        c.minimize, c.gamma)
-    # A request's batch slot follows its unit and seed, so it is reproduced bitwise in any
-    # sweep (the loop's determinism note); dense packing keys it by its index in the sweep.
+    # Dense packing keys a request's batch slot by its index in the sweep (the fewest calls);
+    # slot keying by its unit and seed, so it is reproduced bitwise in any sweep (the loop's
+    # determinism note).
     slots = [r.slot_key for r in rs] if c.slot_keyed else rows
     res = loop.run(
         plan.recipe, plan.pipe, loop.NetParams(plan.gen_params, plan.clf_params),

@@ -75,18 +75,30 @@ def device_capacity() -> tuple[int, str]:
   return int(host // jax.local_device_count()), 'host memory / local devices'
 
 
+def step_memory(recipe: loop.Recipe, pipe, params: loop.NetParams, target_row, *, objective,
+                iters: int) -> tuple[int, int]:
+  """(bytes per row, fixed bytes) of the compiled step on one device, from two batch sizes."""
+  small, large = (step_bytes(recipe, pipe, params, target_row, objective=objective, iters=iters,
+                             batch=b) for b in _PROBES)
+  per_row = max(1, (large - small) // (_PROBES[1] - _PROBES[0]))
+  return per_row, max(0, small - _PROBES[0] * per_row)
+
+
+def rows_within(capacity: float, per_row: int, fixed: int) -> int:
+  """Rows that fit in ``capacity`` bytes at ``MARGIN`` (may be < 1)."""
+  return int((MARGIN * capacity - fixed) // per_row)
+
+
 def auto_batch(recipe: loop.Recipe, pipe, params: loop.NetParams, target_row, *, objective,
                iters: int, max_rows: int) -> Sizing:
   """The largest batch per device that fits (at most ``max_rows`` and the platform's cap).
 
   Raises ValueError when not even one row fits, naming the bytes involved.
   """
-  small, large = (step_bytes(recipe, pipe, params, target_row, objective=objective, iters=iters,
-                             batch=b) for b in _PROBES)
-  per_row = max(1, (large - small) // (_PROBES[1] - _PROBES[0]))
-  fixed = max(0, small - _PROBES[0] * per_row)
+  per_row, fixed = step_memory(recipe, pipe, params, target_row, objective=objective,
+                               iters=iters)
   capacity, source = device_capacity()
-  limit = int((MARGIN * capacity - fixed) // per_row)
+  limit = rows_within(capacity, per_row, fixed)
   if limit < 1:
     raise ValueError(f'--batch_per_device=auto: not one request fits: {fixed / 2**30:.2f} GiB '
                      f'fixed + {per_row / 2**30:.3f} GiB per request against '
