@@ -29,6 +29,8 @@ _CELLS = flags.DEFINE_integer('cells', 1, 'Average-pool spatial outputs to cells
 _SPLITS = flags.DEFINE_list('splits', ['train', 'test'], 'Splits to encode.')
 _CHUNK = flags.DEFINE_integer('chunk', 2000, 'Images per saved chunk.', lower_bound=1)
 _OUT = flags.DEFINE_string('out', None, 'Output directory.')
+_TRAIN_EVERY = flags.DEFINE_integer('train_every', 1, 'Encode every k-th train image only (a '
+                                    "pilot's cheaper cache).", lower_bound=1)
 _CACHE_DIR = flags.DEFINE_string('cache_dir', None, 'Decoded-image cache.')
 
 
@@ -36,7 +38,8 @@ def _run() -> str:
   t = time.time()
   m = features.encode_dataset(_NET.value, _DATA.value, _OUT.value, _LAYERS.value, _CELLS.value,
                               _SPLITS.value, _CHUNK.value, _CACHE_DIR.value,
-                              log=lambda s: cli.say('encode_features', s))
+                              log=lambda s: cli.say('encode_features', s),
+                              train_every=_TRAIN_EVERY.value)
   counts = ', '.join(f'{k} {v["images"]}' for k, v in m['files'].items())
   return f'encode_features: {counts} images of {", ".join(m["layers"])} in {time.time() - t:.0f} s'
 

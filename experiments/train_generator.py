@@ -92,6 +92,8 @@ def _train(train, test, workdir, out, run_info, **loop) -> dict:
   if flags.FLAGS['w_comp'].present and not _COMPARATOR.value:
     raise ValueError('--w_comp weighs the --comparator loss: pass --comparator too')
   codes = features.cached_codes(_CODES.value, _CODE_LAYER.value) if _CODES.value else None
+  if codes is not None:
+    train = codes.train_subset(train)
   comp = (comparator.load_comparator(_COMPARATOR.value, _COMP_LAYERS.value, _COMP_SIZE.value)
           if _COMPARATOR.value else None)
   config = small_gen.SmallGenConfig(

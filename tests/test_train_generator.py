@@ -371,7 +371,7 @@ def test_evaluate_and_report_runners(tiny, tmp_path):
 def test_feature_cache_is_resumable_and_matches_a_forward_pass(tiny, tmp_path):
   from dgnam_jax.nets import forward  # pylint: disable=import-outside-toplevel
   from dgnam_jax.training import features  # pylint: disable=import-outside-toplevel
-  _, test, cls, root = tiny
+  train, test, cls, root = tiny
   out = str(tmp_path / 'feats')
   m = features.encode_dataset(cls, NPZ, out, ['fc6', 'conv3'], cells=2, splits=('test',),
                               chunk=7, cache_dir=str(root / 'cache'))
@@ -406,6 +406,21 @@ def test_feature_cache_is_resumable_and_matches_a_forward_pass(tiny, tmp_path):
     features.load_features(out, 'train', 'fc6')
   with pytest.raises(ValueError, match='cannot pool'):
     features.pooling_matrix(3, 4)
+  # A pilot's cache of every 3rd train image: the codes of exactly those images.
+  every = str(tmp_path / 'every3')
+  features.encode_dataset(cls, NPZ, every, ['fc6'], splits=('train', 'test'), chunk=40,
+                          cache_dir=str(root / 'cache'), train_every=3)
+  sub = features.cached_codes(every, 'fc6')
+  full_train, train_labels = features.load_features(every, 'train', 'fc6')
+  assert sub.train_every == 3 and sub.source['train_every'] == 3
+  picked = sub.train_subset(train)
+  assert len(picked) == len(sub.train) == -(-len(train) // 3)
+  np.testing.assert_array_equal(picked.images, train.images[::3])
+  np.testing.assert_array_equal(train_labels, train.labels[::3])
+  np.testing.assert_allclose(full_train, np.maximum(forward.forward_rgb(
+      cls, picked.images)['fc6'], 0), rtol=2e-3, atol=2e-3)
+  with pytest.raises(ValueError, match='train_every'):
+    features.encode_dataset(cls, NPZ, str(tmp_path / 'z'), ['fc6'], train_every=0)
 
 
 def test_trainer_on_cached_codes_with_resize_conv(tiny, tmp_path):

@@ -87,14 +87,21 @@ def encode_split(fn: Callable, images: np.ndarray, out: str, split: str, chunk: 
 
 def encode_dataset(path: str, data_path: str, out: str, layers: Sequence[str], cells: int = 1,
                    splits: Sequence[str] = ('train', 'test'), chunk: int = 2000,
-                   cache_dir: str | None = None, log: Callable[[str], None] | None = None
-                   ) -> dict:
+                   cache_dir: str | None = None, log: Callable[[str], None] | None = None,
+                   train_every: int = 1) -> dict:
   """Features of every image of ``splits`` of ``data_path`` under ``out`` (resumable; a rerun
-  with other settings is refused); returns the manifest written at the end."""
+  with other settings is refused); returns the manifest written at the end.
+
+  ``train_every`` > 1 encodes only every k-th train image (a pilot's cheaper cache: a generator
+  trained on it sees those images only)."""
   for split in splits:  # before anything is written: a bad split leaves no output
     data.check_split(split)
+  if train_every < 1:
+    raise ValueError(f'train_every must be >= 1, got {train_every}')
   fn, desc = feature_fn(path, layers, cells)
   desc.update(data=files.relative_path(data_path), splits=list(splits), chunk=chunk)
+  if train_every > 1:  # only then, so full caches keep their settings
+    desc['train_every'] = train_every
   os.makedirs(out, exist_ok=True)
   settings_file = os.path.join(out, 'settings.json')
   if os.path.exists(settings_file):
@@ -107,12 +114,19 @@ def encode_dataset(path: str, data_path: str, out: str, layers: Sequence[str], c
   manifest = dict(desc, files={})
   for split in splits:
     images = data.load_split(data_path, split, cache_dir)
+    if split == 'train' and train_every > 1:
+      images = images.subset(train_indices(len(images), train_every))
     chunks = encode_split(fn, images.images, out, split, chunk, log=log)
     files.atomic_save_npz(os.path.join(out, f'{split}_labels.npz'), {'labels': images.labels})
     manifest['files'][split] = {'chunks': [os.path.basename(c) for c in chunks],
                                 'images': len(images)}
   files.atomic_write_text(os.path.join(out, MANIFEST), json.dumps(manifest, indent=1) + '\n')
   return manifest
+
+
+def train_indices(n: int, every: int) -> np.ndarray:
+  """The train images a cache made with ``train_every=every`` holds, of ``n``."""
+  return np.arange(0, n, every)
 
 
 def load_features(out: str, split: str, layer: str) -> tuple[np.ndarray, np.ndarray]:
@@ -141,13 +155,21 @@ class CachedCodes:
 
   ``train`` / ``test`` are (N, D) float32 in the order of the dataset's splits; ``encoder`` is the
   net they came from (a checkpoint path or ``registry:<net>``), ``layer`` its output, ``source``
-  the cache's settings (hashes of the net and data) for the run's identity.
+  the cache's settings (hashes of the net and data) for the run's identity; ``train_every`` > 1:
+  the cache holds every k-th train image only (:meth:`train_subset` picks them).
   """
   train: np.ndarray
   test: np.ndarray
   encoder: str
   layer: str
   source: dict
+  train_every: int = 1
+
+  def train_subset(self, images: data.ImageSet) -> data.ImageSet:
+    """The train images these codes belong to."""
+    if self.train_every == 1:
+      return images
+    return images.subset(train_indices(len(images), self.train_every))
 
   @property
   def dim(self) -> int:
@@ -166,5 +188,7 @@ def cached_codes(out: str, layer: str) -> CachedCodes:
   test, _ = load_features(out, 'test', layer)
   with open(os.path.join(out, 'settings.json')) as f:
     settings = json.load(f)
+  keys = ('net', 'net_hashes', 'layers', 'cells', 'data', 'train_every')
   return CachedCodes(train, test, settings['net'], layer,
-                     {k: settings[k] for k in ('net', 'net_hashes', 'layers', 'cells', 'data')})
+                     {k: settings[k] for k in keys if k in settings},
+                     int(settings.get('train_every', 1)))

@@ -1,0 +1,2 @@
+"""The paper's experiments (issue 23), one runner: ``python -m experiments.paper
+--config=configs/paper/<name>.py``; ``reports/paper.md`` collects their results."""
