@@ -12,8 +12,10 @@ _COLOURS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40))
 
 
 def _panel(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], title: str,
-           series: Sequence[tuple[str, Sequence[float], Sequence[float]]], font) -> None:
-  """One line chart: ``series`` of (label, x, y) in ``box`` = (left, top, right, bottom)."""
+           series: Sequence[tuple[str, Sequence[float], Sequence[float]]], font,
+           lines: bool = True) -> None:
+  """One chart of ``series`` of (label, x, y) in ``box`` = (left, top, right, bottom): lines
+  through the points, or the points alone."""
   left, top, right, bottom = box
   pl, pt, pr, pb = left + 44, top + 22, right - 8, bottom - 22  # plot area inside the axes
   xs = [v for _, x, _ in series for v in x]
@@ -42,7 +44,7 @@ def _panel(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], title: str
   for k, (label, x, y) in enumerate(series):
     colour = _COLOURS[k % len(_COLOURS)]
     pts = [pos(a, b) for a, b in zip(x, y) if np.isfinite(b)]
-    if len(pts) > 1:
+    if lines and len(pts) > 1:
       draw.line(pts, fill=colour, width=2)
     for px, py in pts:
       draw.ellipse((px - 2, py - 2, px + 2, py + 2), fill=colour)
@@ -76,6 +78,20 @@ def plot_curves(history: Sequence[Mapping[str, float]], path: str, title: str = 
 
   for i, (name, keys) in enumerate(panels):
     _panel(draw, (450 * i, 20, 450 * (i + 1), 380), name, series(keys), font)
+  tmp = path + '.tmp.png'
+  img.save(tmp)
+  os.replace(tmp, path)
+
+
+def plot_scatter(path: str, series: Sequence[tuple[str, Sequence[float], Sequence[float]]],
+                 title: str = '', x_label: str = '', y_label: str = '') -> None:
+  """A scatter plot of ``series`` of (label, x, y) into a PNG at ``path`` (atomically)."""
+  font = ImageFont.load_default()
+  img = Image.new('RGB', (520, 440), 'white')
+  draw = ImageDraw.Draw(img)
+  draw.text((10, 4), title, fill='black', font=font)
+  _panel(draw, (0, 20, 520, 420), y_label, series, font, lines=False)
+  draw.text((60, 424), x_label, fill='black', font=font)
   tmp = path + '.tmp.png'
   img.save(tmp)
   os.replace(tmp, path)

@@ -76,7 +76,7 @@ def _normalized(cfg):
     for key, v in values.items():
       if isinstance(v, dict):
         out[key] = parse(v, f'{where}{key}.')
-      elif key in ('seeds', 'classes'):
+      elif key in ('seeds', 'classes', 'units'):
         out[key] = parse_seeds(str(v), f'--config.{where}{key}')
       else:
         out[key] = v
