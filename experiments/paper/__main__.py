@@ -20,11 +20,9 @@ import time
 
 from absl import app
 from absl import flags
-from ml_collections import config_dict
 from ml_collections import config_flags
 
 from dgnam_jax import cli
-from dgnam_jax.sweeps.requests import parse_seeds
 from experiments import _sweep_flags
 from experiments.paper import common
 from experiments.paper import report as report_lib
@@ -50,7 +48,7 @@ def _run() -> str:
     raise ValueError(f'{config_flags.get_config_filename(FLAGS["config"])}: section '
                      f'{cfg.get("section")!r} is not one of {", ".join(SECTIONS)}')
   section = SECTIONS[cfg.section]
-  cfg = _normalized(cfg)
+  cfg = common.normalized(cfg)
   t = time.time()
   ctx = common.Context(runs=os.path.join(_RUNS.value, section.name),
                        figures=os.path.join(_REPORT_DIR.value, section.name),
@@ -66,22 +64,6 @@ def _run() -> str:
   common.write_result(ctx, res)
   path = report_lib.write(_REPORT.value, _REPORT_DIR.value)
   return f'{section.number}. {section.title}: {res["verdict"]} ({res["wall_s"]:.0f} s); {path}'
-
-
-def _normalized(cfg):
-  """A copy with integer lists parsed, at any depth (the configs write seeds and classes as
-  '0-4,7')."""
-  def parse(values: dict, where: str) -> dict:
-    out = {}
-    for key, v in values.items():
-      if isinstance(v, dict):
-        out[key] = parse(v, f'{where}{key}.')
-      elif key in ('seeds', 'classes', 'units'):
-        out[key] = parse_seeds(str(v), f'--config.{where}{key}')
-      else:
-        out[key] = v
-    return out
-  return config_dict.ConfigDict(parse(cfg.to_dict(), ''), type_safe=False)
 
 
 def main(argv) -> int:

@@ -18,12 +18,14 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from ml_collections import config_dict
 
 from dgnam_jax import data, files
 from dgnam_jax.evaluation import judging, metrics
 from dgnam_jax.evaluation import scoring
 from dgnam_jax.nets.loading import load_pair
 from dgnam_jax.sweeps import requests
+from dgnam_jax.sweeps.requests import parse_seeds
 from dgnam_jax.sweeps import run as sweep_run
 
 VERDICTS = ('holds', 'partly', 'does not hold')
@@ -87,6 +89,22 @@ class Context:
     pipe, gen_params, _, meta = self.pair(config.generator, config.classifier)
     rendered = judging.render_sweep(out, pipe, gen_params, meta['mean']['per_channel'])
     return {**rendered, 'config': config}
+
+
+def normalized(cfg) -> config_dict.ConfigDict:
+  """A copy of a section's config with its integer lists parsed at any depth (the configs write
+  ``seeds``, ``classes`` and ``units`` as '0-4,7'), no longer type-checked."""
+  def parse(values: dict, where: str) -> dict:
+    out = {}
+    for key, v in values.items():
+      if isinstance(v, dict):
+        out[key] = parse(v, f'{where}{key}.')
+      elif key in ('seeds', 'classes', 'units'):
+        out[key] = parse_seeds(str(v), f'--config.{where}{key}')
+      else:
+        out[key] = v
+    return out
+  return config_dict.ConfigDict(parse(cfg.to_dict(), ''), type_safe=False)
 
 
 def labels_of(rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
