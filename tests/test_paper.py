@@ -11,7 +11,8 @@ import sys
 import numpy as np
 import pytest
 
-from experiments.paper import blends, common, report, softmax_pairs, transfer
+from dgnam_jax import data
+from experiments.paper import blends, common, report, softmax_pairs, split_classes, transfer
 from experiments.paper.sections import SECTIONS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -22,6 +23,7 @@ SMOKE = {
     'receptive_fields': dict(iters=2, units='0-1', layers=('conv1', 'conv5', 'fc7')),
     'class_accuracy': dict(preset='cifar10', judge=os.path.join(CIFAR, 'judge'), iters=2,
                            seeds='0-1', classes='0-9', data=NPZ),
+    'split_classes': dict(iters=2, seeds='0-1', epochs=0.2, batch_size=20),
     'softmax_pairs': {'cifar.iters': 2, 'cifar.seeds': '0-1', 'cifar.pairs': ((3, 5),),
                       'imagenet.pairs': ()},
     'blends': dict(iters=2, classes='0-2', seeds='0', gammas=(0.0, 0.1)),
@@ -84,6 +86,9 @@ def test_every_section_writes_its_result_and_figures(ran):
   assert set(results['blends']['gammas']) == {'0', '0.1'}
   assert results['memorization']['parts']['cifar10']['images'] == 6
   assert results['transfer']['nets']['other']['arch'] == 'resnet'
+  sp = results['split_classes']
+  assert sp['classifier_classes'][10] == 'horse, grayscale' and sp['splits']['grayscale'][
+      'real_share_new'] == 1.0  # every real grayscale horse reads as grayscale
 
 
 def test_the_report_has_every_section_in_order_with_links_that_exist(ran):
@@ -122,6 +127,22 @@ def test_the_runner_runs_a_section_and_rejects_a_bad_config(tmp_path):
   assert seeds.returncode == 1 and '--config.seeds' in seeds.stderr
 
 
+def test_split_classes_splits_a_seeded_half_with_the_property():
+  rng = np.random.default_rng(0)
+  x = rng.integers(0, 256, (12, 4, 4, 3)).astype(np.uint8)
+  s = data.ImageSet(x, np.array([0] * 6 + [1] * 6), ['cat', 'ship'], [''] * 12)
+  out, moved = split_classes.split(s, [(1, 'upside_down'), (0, 'grayscale')], seed=3)
+  assert out.class_names == ['cat, colour', 'ship, upright', 'ship, upside down',
+                             'cat, grayscale']
+  assert moved.sum() == 6 and (out.labels == 2).sum() == 3 and (out.labels == 3).sum() == 3
+  np.testing.assert_array_equal(out.images[out.labels == 2], x[out.labels == 2][:, ::-1])
+  gray = out.images[out.labels == 3]
+  assert (gray[..., 0] == gray[..., 1]).all() and (split_classes.saturation(gray) == 0).all()
+  np.testing.assert_array_equal(out.images[~moved], x[~moved])
+  again, _ = split_classes.split(s, [(1, 'upside_down'), (0, 'grayscale')], seed=3)
+  np.testing.assert_array_equal(again.labels, out.labels)
+
+
 def test_verdict_rules_on_known_numbers():
   np.testing.assert_allclose(blends.balance(np.array([2.0, 4.0, -1.0, -1.0]),
                                             np.array([4.0, 0.0, 3.0, -2.0])), [0.5, 0, 0, 0])
@@ -144,6 +165,11 @@ def test_verdict_rules_on_known_numbers():
                                           'p': 0.2}}) == 'partly'
   assert softmax_pairs.verdict({'cifar': {'objectives': {'logit': obj(0.2), 'softmax': obj(0.4)},
                                           'p': 0.01}}) == 'does not hold'
+  sp = lambda new, kept, p: {'splits': {'g': {'share_new_unit': new, 'share_kept_unit': kept,
+                                              'p': p}}}
+  assert split_classes.verdict(sp(0.8, 0.1, 0.001)) == 'holds'
+  assert split_classes.verdict(sp(0.8, 0.6, 0.001)) == 'does not hold'
+  assert split_classes.verdict(sp(0.1, 0.8, 0.001)) == 'does not hold'  # the wrong way round
   net = lambda t, k: {'judge_top1': t, 'kid': k}
   assert transfer.verdict({'nets': {'own': net(0.9, 0.02), 'other': net(0.8, 0.03)}}) == 'holds'
   assert transfer.verdict({'nets': {'own': net(0.9, 0.02), 'other': net(0.5, 0.03)}}) == 'partly'

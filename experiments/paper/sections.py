@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from experiments.paper import (blends, class_accuracy, memorization, receptive_fields,
-                               softmax_pairs, transfer)
+                               softmax_pairs, split_classes, transfer)
 
-SECTIONS = {s.name: s for s in sorted(
-    [receptive_fields.SECTION, class_accuracy.SECTION, blends.SECTION, softmax_pairs.SECTION, memorization.SECTION, transfer.SECTION],
-    key=lambda s: s.number)}
+_ALL = (receptive_fields, class_accuracy, split_classes, softmax_pairs, blends, transfer,
+        memorization)
+SECTIONS = {s.name: s for s in sorted((m.SECTION for m in _ALL), key=lambda s: s.number)}
