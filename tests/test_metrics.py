@@ -89,3 +89,17 @@ def test_checkerboard_energy_sees_strided_artifacts():
     metrics.upsampling_frequencies(64, 3)
   with pytest.raises(ValueError, match='square RGB'):
     metrics.checkerboard_energy(smooth[..., 0], 16)
+
+
+def test_repetition_score_separates_a_tiled_pattern_from_one_object():
+  rng = np.random.default_rng(0)
+  tile = rng.integers(0, 256, (8, 8, 3))
+  tiled = np.tile(tile, (4, 4, 1))  # period 8 on a 32 px image
+  blob = np.zeros((32, 32, 3))
+  yy, xx = np.mgrid[:32, :32]
+  blob[(yy - 16) ** 2 + (xx - 16) ** 2 < 64] = 255  # one disc
+  noise = rng.integers(0, 256, (32, 32, 3))
+  s = metrics.repetition_score(np.stack([tiled, blob, noise, np.zeros((32, 32, 3))]))
+  assert s[0] == pytest.approx(1.0)
+  assert s[1] < 0.3 and abs(s[2]) < 0.3 and s[3] == 0.0
+  # Shifts under min_shift do not count: a smooth gradient is its own near neighbour.

@@ -20,6 +20,8 @@ NPZ = os.path.join(ROOT, 'tests', 'fixtures', 'images', 'cifar10_tiny_jpeg.npz')
 CIFAR = os.path.join(ROOT, 'checkpoints', 'cifar10')
 # Each section on 3 classes / units, 2 iterations: what runs, not what it finds.
 SMOKE = {
+    'layers': dict(layers=('pool5', 'fc6'), epochs=1.0, batch_size=50, eval_images=10, iters=2,
+                   classes='0-2', seeds='0', search_seeds='100', lr_grid=(4.0,)),
     'receptive_fields': dict(iters=2, units='0-1', layers=('conv1', 'conv5', 'fc7')),
     'class_accuracy': dict(preset='cifar10', judge=os.path.join(CIFAR, 'judge'), iters=2,
                            seeds='0-1', classes='0-9', data=NPZ),
@@ -79,6 +81,8 @@ def test_every_section_writes_its_result_and_figures(ran):
     assert common.read_result(str(root / 'paper' / name))['verdict'] == res['verdict']
     pngs = [f for f in os.listdir(root / 'paper' / name) if f.endswith('.png')]
     assert pngs, name
+  assert results['layers']['order'] == ['pool5', 'fc6']
+  assert results['layers']['layers']['pool5']['code_dim'] == 4 * 4 * 64  # cells cap at 4 x 4
   assert set(results['receptive_fields']['layers']) == {'conv1', 'conv5', 'fc7'}
   assert results['receptive_fields']['layers']['conv1']['receptive_field'] == '5 px'
   assert results['class_accuracy']['classes'] == 10 and -1 <= results['class_accuracy'][

@@ -225,3 +225,32 @@ def checkerboard_energy(images: np.ndarray, upsampling: int) -> float:
   neighbours = sum(np.roll(power, (dy, dx), axis=(0, 1))
                    for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx) / 8
   return float(np.mean(power[mask] / np.maximum(neighbours[mask], 1e-12)))
+
+
+def repetition_score(images: np.ndarray, min_shift: int = 2) -> np.ndarray:
+  """Per image: how strongly it repeats itself, in [-1, 1] (about 0 for a photo of one object).
+
+  The luma's circular autocorrelation (mean removed, normalised by its zero-shift value) at its
+  highest secondary peak: a local maximum (>= its 8 neighbours) at a shift of at least
+  ``min_shift`` pixels on some axis. A pattern tiled with period p peaks at ~1 at shift p; one
+  coherent object, however large or blurred, decays monotonically away from zero shift and has
+  no such peak. The measure behind "convolutional codes give repeated fragments" (Fig. S13).
+  """
+  x = np.asarray(images, np.float64)
+  luma = x @ np.array([0.299, 0.587, 0.114]) if x.shape[-1] == 3 else x
+  luma = luma - luma.mean(axis=(1, 2), keepdims=True)
+  f = np.fft.fft2(luma)
+  ac = np.real(np.fft.ifft2(f * np.conj(f)))
+  zero = ac[:, :1, :1]
+  ac = ac / np.where(zero > 0, zero, 1.0)
+  peak = np.ones(ac.shape, bool)
+  for dy in (-1, 0, 1):
+    for dx in (-1, 0, 1):
+      if dy or dx:
+        peak &= ac >= np.roll(ac, (dy, dx), axis=(1, 2)) - 1e-12
+  h, w = luma.shape[1:3]
+  sy = np.minimum(np.arange(h), h - np.arange(h))[:, None]
+  sx = np.minimum(np.arange(w), w - np.arange(w))[None, :]
+  peak &= ((sy >= min_shift) | (sx >= min_shift))[None]
+  best = np.where(peak, ac, -np.inf).reshape(len(x), -1).max(axis=1)
+  return np.where((zero[:, 0, 0] > 0) & np.isfinite(best), best, 0.0)

@@ -3,7 +3,8 @@
 A generator that inverts a big net's features (EfficientNet-Lite1 at 240 px on this CPU: ~23 ms per
 image) cannot afford the encoder inside its training step; the codes are computed once, per
 chunk of images (resumable, atomic), and read back as float32. Spatial outputs are averaged down
-to ``pool`` x ``pool`` cells (adaptive average pooling) and flattened in (y, x, channel) order.
+to ``pool`` x ``pool`` cells (adaptive average pooling; smaller maps keep their size) and
+flattened in (y, x, channel) order.
 """
 
 from __future__ import annotations
@@ -34,10 +35,12 @@ def pooling_matrix(size: int, cells: int) -> np.ndarray:
 
 
 def pool_features(x: jax.Array, cells: int) -> jax.Array:
-  """(N, H, W, C) -> (N, cells * cells * C) adaptive average pooling; (N, D) passes through."""
+  """(N, H, W, C) -> (N, cells * cells * C) adaptive average pooling (a map smaller than
+  ``cells`` keeps its size: its whole grid is the code); (N, D) passes through."""
   if x.ndim == 2:
     return x
-  ph, pw = pooling_matrix(x.shape[1], cells), pooling_matrix(x.shape[2], cells)
+  ph = pooling_matrix(x.shape[1], min(cells, x.shape[1]))
+  pw = pooling_matrix(x.shape[2], min(cells, x.shape[2]))
   return jnp.einsum('ph,nhwc,qw->npqc', ph, x, pw).reshape(x.shape[0], -1)
 
 

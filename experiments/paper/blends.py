@@ -112,7 +112,7 @@ def describe(res: dict, link) -> str:
           for g, v in res['gammas'].items()]
   figs = '\n\n'.join(f'![blends, gamma {g}]({link(f"blends_gamma_{g}.png")})'
                      for g in res['gammas'])
-  return (f'{len(res["classes"])} classes, every pair blended, seeds {res["seeds"]}; judge '
+  return (f'{len(res["classes"])} classes, every pair blended, seeds {common.span(res["seeds"])}; judge '
           f'`{res["judge"]}`.\n\n'
           + common.table(['gamma', 'median balance', 'balance >= 0.7', 'median a1 + a2',
                           'judge: both classes in top 2', 'KID (± std)', 'images'], rows)

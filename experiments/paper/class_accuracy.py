@@ -87,7 +87,7 @@ def describe(res: dict, link) -> str:
           ['highest-accuracy quarter', f'>= {res["high_accuracy_min"]:.2f}',
            common.pct(res['well_high_quartile'])],
           ['all classes', f'mean {res["accuracy_mean"]:.3f}', common.pct(res['well_all'])]]
-  return (f'{res["classes"]} classes x seeds {res["seeds"]}; judge `{res["judge"]}` (top-5 '
+  return (f'{res["classes"]} classes x seeds {common.span(res["seeds"])}; judge `{res["judge"]}` (top-5 '
           f'{common.pct(res["top5"])}, top-1 {common.pct(res["top1"])}, worse convention '
           f'{res["convention"]}; KID {res["kid"]:.4f} ± {res["kid_std"]:.4f}). Spearman rho '
           f'between per-class accuracy and per-class top-5 hit rate: **{res["rho"]:.3f}** '

@@ -93,13 +93,13 @@ class Context:
 
 def normalized(cfg) -> config_dict.ConfigDict:
   """A copy of a section's config with its integer lists parsed at any depth (the configs write
-  ``seeds``, ``classes`` and ``units`` as '0-4,7'), no longer type-checked."""
+  ``seeds``, ``search_seeds``, ``classes`` and ``units`` as '0-4,7'), no longer type-checked."""
   def parse(values: dict, where: str) -> dict:
     out = {}
     for key, v in values.items():
       if isinstance(v, dict):
         out[key] = parse(v, f'{where}{key}.')
-      elif key in ('seeds', 'classes', 'units'):
+      elif key in ('seeds', 'classes', 'units', 'search_seeds'):
         out[key] = parse_seeds(str(v), f'--config.{where}{key}')
       else:
         out[key] = v
@@ -173,6 +173,14 @@ def figure(ctx: Context, name: str) -> str:
   """The path of a figure file of this section (its folder created)."""
   os.makedirs(ctx.figures, exist_ok=True)
   return os.path.join(ctx.figures, name)
+
+
+def span(values) -> str:
+  """'0-9' for a run of consecutive integers, else them comma-separated."""
+  v = [int(x) for x in values]
+  if len(v) > 2 and v == list(range(v[0], v[0] + len(v))):
+    return f'{v[0]}-{v[-1]}'
+  return ', '.join(map(str, v))
 
 
 def pct(x: float) -> str:

@@ -92,7 +92,7 @@ def describe(res: dict, link) -> str:
   for tag, p in res['parts'].items():
     code = ', '.join(f'{k} {v["median"]:.2f} ({v["min"]:.2f})'
                      for k, v in p['code_ratios'].items())
-    rows.append([tag, f'{p["classes"]} x {len(p["seeds"])}',
+    rows.append([tag, f'{p["classes"]} x seeds {common.span(p["seeds"])}',
                  f'{p["pixel_ratio"]["median"]:.2f} ({p["min_ratio"]:.2f})',
                  common.pct(p['share_below_0.5']), code or 'n/a',
                  f'{common.pct(p["judge_top1"])} (`{p["judge"]}`)',

@@ -109,7 +109,7 @@ def describe(res: dict, link) -> str:
   figs = '\n\n'.join(f'*{l}*: per unit, the synthetic image, its crop to the receptive field, '
                      f'then the 9 real patches that drive the channel most (their activation '
                      f'below)\n\n![{l}]({link(f"{l}.png")})' for l in res['layers'])
-  return (f'`{res["classifier"]}`, seeds {res["seeds"]}; real patches from its '
+  return (f'`{res["classifier"]}`, seeds {common.span(res["seeds"])}; real patches from its '
           f'{res["dataset_images"]} train and test images.\n\n'
           + common.table(['layer', 'receptive field', 'units', 'M1 median', 'M1 > 1'], rows)
           + '\n\n' + figs)

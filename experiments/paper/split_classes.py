@@ -154,7 +154,7 @@ def describe(res: dict, link) -> str:
                      f'![{prop}]({link(f"{prop}.png")})' for prop in res['splits'])
   return (f'A {len(res["classifier_classes"])}-class classifier trained {res["epochs"]:g} '
           f'epochs' + (f' (test top-1 {common.pct(top1)})' if top1 is not None else '')
-          + f'; seeds {res["seeds"][0]}-{res["seeds"][-1]}.\n\n'
+          + f'; seeds {common.span(res["seeds"])}.\n\n'
           + common.table(['property', 'split unit', 'its images with the property',
                           'kept unit', 'its images with it', 'Fisher p',
                           'real test images with it (split / kept)',

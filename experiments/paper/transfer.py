@@ -59,7 +59,7 @@ def describe(res: dict, link) -> str:
   rows = [[tag, f'`{v["classifier"]}` ({v["arch"]})', common.pct(v['judge_top1']),
            f'{v["kid"]:.4f} ± {v["kid_std"]:.4f}', v['images']]
           for tag, v in res['nets'].items()]
-  text = (f'{res["classes"]} classes x seeds {res["seeds"]}, judged by `{res["judge"]}`:\n\n'
+  text = (f'{res["classes"]} classes x seeds {common.span(res["seeds"])}, judged by `{res["judge"]}`:\n\n'
           + common.table(['visualized net', 'classifier', 'judge top-1 (worse)', 'KID (± std)',
                           'images'], rows)
           + f'\n\nSeed 0, the generator\'s own classifier beside the other net:\n\n'
