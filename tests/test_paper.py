@@ -22,6 +22,8 @@ CIFAR = os.path.join(ROOT, 'checkpoints', 'cifar10')
 SMOKE = {
     'layers': dict(layers=('pool5', 'fc6'), epochs=1.0, batch_size=50, eval_images=10, iters=2,
                    classes='0-2', seeds='0', search_seeds='100', lr_grid=(4.0,)),
+    'evolution': dict(iters=2, seeds='0', classes='0-2', epochs=1.0, snapshot_every_epochs=0.4,
+                      batch_size=20, subsets=((0.2, 1.0),)),
     'receptive_fields': dict(iters=2, units='0-1', layers=('conv1', 'conv5', 'fc7')),
     'class_accuracy': dict(preset='cifar10', judge=os.path.join(CIFAR, 'judge'), iters=2,
                            seeds='0-1', classes='0-9', data=NPZ),
@@ -82,6 +84,9 @@ def test_every_section_writes_its_result_and_figures(ran):
     pngs = [f for f in os.listdir(root / 'paper' / name) if f.endswith('.png')]
     assert pngs, name
   assert results['layers']['order'] == ['pool5', 'fc6']
+  assert list(results['evolution']['snapshots']) == ['step_000000', 'step_000002',
+                                                     'step_000004']  # 5 steps, one per 2
+  assert set(results['evolution']['subsets']) == {'0.2'}
   assert results['layers']['layers']['pool5']['code_dim'] == 4 * 4 * 64  # cells cap at 4 x 4
   assert set(results['receptive_fields']['layers']) == {'conv1', 'conv5', 'fc7'}
   assert results['receptive_fields']['layers']['conv1']['receptive_field'] == '5 px'

@@ -196,3 +196,27 @@ def test_resnet_judge_folds_into_its_prototxt_and_trains(tmp_path):
   assert meta['architecture']['arch'] == 'resnet' and meta['net'] == 'prototxt'
   out = _apply(module, {'params': loaded}, x)
   assert out.layers['fc8'].shape == (3, 10) and out.blobs['pool5'].shape == (3, 1, 1, 32)
+
+
+def test_snapshots_along_the_way_and_after_a_resume(tmp_path):
+  """Snapshots at step 0 and every k steps; a run stopped and resumed writes the rest; the last
+  equals the exported net."""
+  train, test = data.load_dataset(NPZ, str(tmp_path / 'cache'))
+  config = small.SmallNetConfig(num_classes=10, input_size=32, **TINY)
+  cfg = classifier.TrainConfig(epochs=2.0, batch_size=20, lr=0.05, warmup_epochs=0.5, seed=7)
+  snaps = str(tmp_path / 'snaps')
+  kw = dict(checkpoint_every_secs=1e9, snapshot_every_steps=4, snapshot_dir=snaps)
+  first = classifier.train_classifier(train, test, config, cfg, str(tmp_path / 'work'),
+                                      str(tmp_path / 'out'), stop_at_step=5, **kw)
+  assert not first['done'] and sorted(os.listdir(snaps)) == ['step_000000', 'step_000004']
+  res = classifier.train_classifier(train, test, config, cfg, str(tmp_path / 'work'),
+                                    str(tmp_path / 'out'), **kw)
+  assert res['done'] and sorted(os.listdir(snaps)) == ['step_000000', 'step_000004',
+                                                       'step_000008']  # 10 steps in all
+  _, last, meta = load_checkpoint(os.path.join(snaps, 'step_000008'))
+  assert meta['training']['step'] == 8 and meta['training']['epoch'] == 1.6
+  assert 0 <= meta['training']['test_accuracy'] <= 1
+  _, start, _ = load_checkpoint(os.path.join(snaps, 'step_000000'))
+  diff = jax.tree.map(lambda a, b: float(np.abs(np.asarray(a) - np.asarray(b)).max()), start,
+                      last)
+  assert max(jax.tree.leaves(diff)) > 0  # the net moved between snapshots

@@ -197,7 +197,8 @@ def export_classifier(path: str, config, params: Mapping[str, Any],
 def train_classifier(train: data.ImageSet, test: data.ImageSet, config,
                      cfg: TrainConfig, workdir: str, out: str | None = None,
                      run_info: Mapping[str, Any] | None = None, stop_at_step: int | None = None,
-                     checkpoint_every_secs: float = 300.0, log_every_steps: int = 50
+                     checkpoint_every_secs: float = 300.0, log_every_steps: int = 50,
+                     snapshot_every_steps: int = 0, snapshot_dir: str | None = None
                      ) -> dict[str, Any]:
   """Trains (or resumes) a classifier in ``workdir`` and exports it to ``out`` when done.
 
@@ -211,6 +212,10 @@ def train_classifier(train: data.ImageSet, test: data.ImageSet, config,
     stop_at_step: stop (after saving) at this step, e.g. to split a run or in tests.
     checkpoint_every_secs: save at least this often, besides each epoch end.
     log_every_steps: log the running train loss/accuracy this often.
+    snapshot_every_steps, snapshot_dir: with both, a deploy checkpoint of the net at step 0 and
+      every ``snapshot_every_steps`` steps goes to ``<snapshot_dir>/step_<step:06d>`` (its
+      'training' metadata holds the step, epoch and deploy test accuracy): the net's evolution,
+      for visualizing it along the way. A resumed run writes the ones it has not.
 
   Returns:
     {'step', 'done', 'history', 'test_acc' (deploy net, when done), 'out', 'wall_s'}.
@@ -259,6 +264,24 @@ def train_classifier(train: data.ImageSet, test: data.ImageSet, config,
   def save():
     wd.save(step, state, {'history': history, 'wall_s': wall()})
 
+  def snapshot():
+    path = os.path.join(snapshot_dir, f'step_{step:06d}')
+    if os.path.exists(path):
+      return
+    deploy = arch.export_params(config, jax.device_get(state['params']),
+                                jax.device_get(state['batch_stats']), model.input_scale_div)
+    ev = evaluate(arch.MODEL(config), {'params': deploy}, test, mean_bgr)
+    export_classifier(path, config, deploy, mean_bgr, train.class_names,
+                      {**(run_info or {}), 'step': step, 'epoch': round(step / spe, 4),
+                       'test_accuracy': ev['acc'], 'test_loss': ev['loss'], 'seed': cfg.seed,
+                       'config': dataclasses.asdict(cfg),
+                       'train_acc': history[-1]['train_acc'] if history else None},
+                      cfg.dropout)
+    logging.info('snapshot %s: test acc %.4f', path, ev['acc'])
+
+  snapshots = bool(snapshot_every_steps and snapshot_dir)
+  if snapshots and step == 0:
+    snapshot()
   last_save, t_log = time.time(), time.time()
   log_buf, epoch_buf = [], []
   try:
@@ -267,6 +290,8 @@ def train_classifier(train: data.ImageSet, test: data.ImageSet, config,
       step += 1
       log_buf.append(metrics)
       epoch_buf.append(metrics)
+      if snapshots and step % snapshot_every_steps == 0:
+        snapshot()
       log_now, epoch_end = training.step_events(step, spe, total, log_every_steps)
       if log_now:
         loss, acc = _means(log_buf)
