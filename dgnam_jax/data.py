@@ -61,6 +61,13 @@ class ImageSet:
     return self.subset(spread_indices(len(self), k))
 
 
+def train_then_test(train: ImageSet, test: ImageSet) -> ImageSet:
+  """Both splits as one set, train images first (indices below ``len(train)`` are train's): the
+  pool that "the real images that drive a unit most" are drawn from."""
+  return ImageSet(np.concatenate([train.images, test.images]),
+                  np.concatenate([train.labels, test.labels]), train.class_names, [])
+
+
 def spread_indices(n: int, k: int) -> np.ndarray:
   """min(k, n) indices evenly spaced over range(n)."""
   return np.unique(np.linspace(0, n - 1, min(k, n)).round().astype(int))

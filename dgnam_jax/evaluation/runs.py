@@ -54,8 +54,7 @@ def evaluate_runs(runs: Sequence[str], *, generator: str, classifier: str, judge
   extra = {n: judging.task_judge(p, clf_meta.get('class_names')) for n, p in extra_paths.items()}
   log(f'reading {data_path}' + (f' (decoded-image cache {cache_dir})' if cache_dir else ''))
   train, test = data.load_dataset(data_path, cache_dir)
-  everything = data.ImageSet(np.concatenate([train.images, test.images]),
-                             np.concatenate([train.labels, test.labels]), train.class_names, [])
+  everything = data.train_then_test(train, test)
   out = os.path.abspath(out)
   os.makedirs(out, exist_ok=True)
   record = {'command': command, 'generator': files.relative_path(generator),

@@ -14,6 +14,7 @@ import numpy as np
 
 from dgnam_jax import images
 from dgnam_jax.evaluation import scoring
+from dgnam_jax.sweeps.requests import short_class_name
 from experiments.paper import common
 
 
@@ -81,7 +82,7 @@ def _grid(ctx, gamma, classes, names, single, blends, b) -> None:
     for c in classes:
       if a == c:
         tiles.append(single['photo'][alone[a]])
-        labels.append(_short(names[a]))
+        labels.append(short_class_name(names[a])[0])
       else:
         i = blend[frozenset((a, c))]
         tiles.append(blends['photo'][i])
@@ -89,10 +90,6 @@ def _grid(ctx, gamma, classes, names, single, blends, b) -> None:
   scale = max(1, 64 // tiles[0].shape[0])
   images.grid(tiles, labels, cols=len(classes), scale=scale).save(
       common.figure(ctx, f'blends_gamma_{gamma:g}.png'))
-
-
-def _short(name: str) -> str:
-  return name.split(' ', 1)[-1].split(',')[0] if name[:1] == 'n' else name
 
 
 def verdict(res: dict) -> str:

@@ -12,6 +12,7 @@ import numpy as np
 from dgnam_jax import images
 from dgnam_jax.evaluation import scoring, stats
 from dgnam_jax.training import charts
+from dgnam_jax.sweeps.requests import short_class_name
 from experiments.paper import common
 
 WELL = 0.5  # a class "visualizes well": its images are in the judge's top 5 for >= half the seeds
@@ -67,7 +68,7 @@ def _extremes(ctx, r, labels, classes, accuracy, recog, low, names) -> None:
   for j in pick:
     for i in np.flatnonzero(labels == classes[j]):
       tiles.append(r['photo'][i])
-      name = names[classes[j]].split(' ', 1)[-1].split(',')[0]
+      name = short_class_name(names[classes[j]])[0]
       text.append(f'{name} acc {accuracy[j]:.2f} rec {recog[j]:.2f}')
   scale = max(1, 64 // tiles[0].shape[0])
   images.grid(tiles, text, cols=len(seeds), scale=scale).save(

@@ -143,7 +143,7 @@ def real_of_units(images: data.ImageSet, units: Sequence[int],
   """The images of the classes of classifier ``units``: matched by wnid where both the
   classifier's and the dataset's class names start with one (an ImageNet-1k net's classes among
   Tiny ImageNet's), else the units are the dataset's labels."""
-  wnid = lambda name: name.split(' ', 1)[0] if name[:1] == 'n' and name[1:9].isdigit() else None
+  wnid = lambda name: requests.short_class_name(name)[1]
   if unit_names and all(wnid(n) for n in images.class_names):
     label = {wnid(n): i for i, n in enumerate(images.class_names)}
     missing = [u for u in units if wnid(unit_names[u]) not in label]

@@ -33,8 +33,7 @@ def _part(p, ctx: common.Context, tag: str) -> dict:
   judge = ctx.judge(p.judge, meta.get('class_names'))
   hits, conv = common.worse_hits(common.judged(judge, r), labels, 1)
   kid = common.kid_to_real(judge, r['photo'], common.real_of_classes(test, p.classes))
-  everything = data.ImageSet(np.concatenate([train.images, test.images]),
-                             np.concatenate([train.labels, test.labels]), train.class_names, [])
+  everything = data.train_then_test(train, test)
   specs = tuple((config.layer, False, int(u), -1, -1, False) for u in p.classes)
   acts = scoring.dataset_activations(pipe.classify, clf_params, everything.images, mean, specs)
   top = metrics.top_k_indices(acts, 9)  # (units, 9)

@@ -18,7 +18,9 @@ from PIL import Image
 from dgnam_jax import data, images
 from dgnam_jax.caffe import parse_prototxt
 from dgnam_jax.evaluation import scoring
+from dgnam_jax.nets import checkpoint
 from dgnam_jax.nets.receptive import receptive_fields
+from dgnam_jax.sweeps import configs
 from experiments.paper import common
 
 TILE = 48  # px of each crop in the figures
@@ -85,15 +87,13 @@ def _layer(cfg, ctx, layer, fields, everything, settings) -> dict:
 
 def run(cfg, ctx: common.Context) -> dict:
   settings = {'seeds': cfg.seeds, **({'iters': cfg.iters} if cfg.get('iters') else {})}
-  probe = ctx.sweep(cfg.layers[0], cfg.preset, layer=cfg.layers[0],
-                    units=','.join(map(str, cfg.units)), **settings)['config']
-  meta = ctx.pair(probe.generator, probe.classifier)[3]
+  classifier = configs.load(cfg.preset)['classifier']  # the net's layers, before any sweep
+  meta = checkpoint.read_metadata(classifier)
   fields = receptive_fields(parse_prototxt(meta['prototxt'], 'classifier'))
   train, test = ctx.dataset(cfg.data, cfg.get('cache_dir'))
-  everything = data.ImageSet(np.concatenate([train.images, test.images]),
-                             np.concatenate([train.labels, test.labels]), train.class_names, [])
+  everything = data.train_then_test(train, test)
   layers = {l: _layer(cfg, ctx, l, fields, everything, settings) for l in cfg.layers}
-  return {'layers': layers, 'classifier': probe.classifier, 'seeds': list(cfg.seeds),
+  return {'layers': layers, 'classifier': classifier, 'seeds': list(cfg.seeds),
           'dataset_images': len(everything)}
 
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from dgnam_jax import images
 from dgnam_jax.evaluation import stats
+from dgnam_jax.sweeps.requests import short_class_name
 from experiments.paper import common
 
 OBJECTIVES = ('logit', 'softmax')
@@ -54,15 +55,11 @@ def _part(cfg_part, ctx: common.Context, tag: str) -> dict:
     out['objectives'][objective] = entry
     shown[objective] = r
     names = meta.get('class_names')
-    out['names'] = {str(u): _short(names[u]) if names else str(u) for u in units}
+    out['names'] = {str(u): short_class_name(names[u])[0] if names else str(u) for u in units}
   lo, so = out['objectives']['logit'], out['objectives']['softmax']
   out['p'] = stats.fisher_exact(lo['confused'], lo['images'], so['confused'], so['images'])
   _grid(ctx, tag, shown, units)
   return out
-
-
-def _short(name: str) -> str:
-  return name.split(' ', 1)[-1].split(',')[0] if name[:1] == 'n' else name
 
 
 def _grid(ctx, tag, shown, units) -> None:
