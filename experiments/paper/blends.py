@@ -12,7 +12,6 @@ import itertools
 
 import numpy as np
 
-from dgnam_jax import images
 from dgnam_jax.evaluation import scoring
 from dgnam_jax.sweeps.requests import short_class_name
 from experiments.paper import common
@@ -87,9 +86,7 @@ def _grid(ctx, gamma, classes, names, single, blends, b) -> None:
         i = blend[frozenset((a, c))]
         tiles.append(blends['photo'][i])
         labels.append(f'b {b[i]:.2f}')
-  scale = max(1, 64 // tiles[0].shape[0])
-  images.grid(tiles, labels, cols=len(classes), scale=scale).save(
-      common.figure(ctx, f'blends_gamma_{gamma:g}.png'))
+  common.save_grid(ctx, f'blends_gamma_{gamma:g}.png', tiles, labels, cols=len(classes))
 
 
 def verdict(res: dict) -> str:

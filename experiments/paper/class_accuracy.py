@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from dgnam_jax import images
 from dgnam_jax.evaluation import scoring, stats
 from dgnam_jax.training import charts
 from dgnam_jax.sweeps.requests import short_class_name
@@ -70,9 +69,7 @@ def _extremes(ctx, r, labels, classes, accuracy, recog, low, names) -> None:
       tiles.append(r['photo'][i])
       name = short_class_name(names[classes[j]])[0]
       text.append(f'{name} acc {accuracy[j]:.2f} rec {recog[j]:.2f}')
-  scale = max(1, 64 // tiles[0].shape[0])
-  images.grid(tiles, text, cols=len(seeds), scale=scale).save(
-      common.figure(ctx, 'low_accuracy_classes.png'))
+  common.save_grid(ctx, 'low_accuracy_classes.png', tiles, text, cols=len(seeds))
 
 
 def verdict(res: dict) -> str:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from ml_collections import config_dict
 
-from dgnam_jax import data, files
+from dgnam_jax import data, files, images
 from dgnam_jax.evaluation import judging, metrics
 from dgnam_jax.evaluation import scoring
 from dgnam_jax.nets.loading import load_pair
@@ -181,6 +181,15 @@ def span(values) -> str:
   if len(v) > 2 and v == list(range(v[0], v[0] + len(v))):
     return f'{v[0]}-{v[-1]}'
   return ', '.join(map(str, v))
+
+
+def save_grid(ctx: Context, name: str, tiles: Sequence[np.ndarray], labels: Sequence[str],
+              cols: int) -> str:
+  """A labelled montage as the figure ``name``, tiles enlarged to about 64 px (as the
+  evaluation's sheets: 32 px images twice, 64 px ones as they are)."""
+  path = figure(ctx, name)
+  images.grid(tiles, labels, cols=cols, scale=max(1, 64 // tiles[0].shape[0])).save(path)
+  return path
 
 
 def pct(x: float) -> str:

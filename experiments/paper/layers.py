@@ -14,7 +14,6 @@ import os
 
 import numpy as np
 
-from dgnam_jax import images
 from dgnam_jax.evaluation import metrics
 from dgnam_jax.nets import small_gen
 from dgnam_jax.sweeps import configs
@@ -90,8 +89,7 @@ def _grid(ctx, shown, classes) -> None:
       i = next(i for i, row in enumerate(r['rows']) if int(row['unit']) == u)
       tiles.append(r['photo'][i])
       labels.append(f'{layer} {u}')
-  images.grid(tiles, labels, cols=len(shown), scale=2).save(
-      common.figure(ctx, 'layers_grid.png'))
+  common.save_grid(ctx, 'layers_grid.png', tiles, labels, cols=len(shown))
 
 
 def verdict(res: dict) -> str:

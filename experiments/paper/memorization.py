@@ -13,7 +13,7 @@ import functools
 
 import numpy as np
 
-from dgnam_jax import data, images
+from dgnam_jax import data
 from dgnam_jax.evaluation import metrics, scoring
 from experiments.paper import common
 
@@ -55,9 +55,7 @@ def _figures(ctx, tag, r, labels, nearest, train, everything, top, classes) -> N
   for i in first:  # S22: each synthetic photo beside its nearest training image
     tiles += [r['photo'][i], train.images[nearest[i]]]
     names += [f'{labels[i]} synthetic', 'nearest train']
-  scale = max(1, 64 // tiles[0].shape[0])
-  images.grid(tiles, names, cols=8, scale=scale).save(
-      common.figure(ctx, f'{tag}_nearest.png'))
+  common.save_grid(ctx, f'{tag}_nearest.png', tiles, names, cols=8)
   tiles, names = [], []
   shown = seeds[:3]
   for j, u in enumerate(classes[:10]):  # S23: synthetic images, then the top-9 real ones
@@ -68,8 +66,7 @@ def _figures(ctx, tag, r, labels, nearest, train, everything, top, classes) -> N
     for k in range(9):
       tiles.append(everything.images[top[j, k]])
       names.append(f'real #{k + 1}')
-  images.grid(tiles, names, cols=len(shown) + 9, scale=scale).save(
-      common.figure(ctx, f'{tag}_real_vs_synthetic.png'))
+  common.save_grid(ctx, f'{tag}_real_vs_synthetic.png', tiles, names, cols=len(shown) + 9)
 
 
 def run(cfg, ctx: common.Context) -> dict:

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from dgnam_jax import data, images
+from dgnam_jax import data
 from dgnam_jax.caffe import parse_prototxt
 from dgnam_jax.evaluation import scoring
 from dgnam_jax.nets import checkpoint
@@ -79,7 +79,7 @@ def _layer(cfg, ctx, layer, fields, everything, settings) -> dict:
       tiles.append(_crop(everything.images[k], field.box(py, px, size) if field
                          else (0, size[0], 0, size[1])))
       labels.append(f'{vals[k, j]:.1f}')
-  images.grid(tiles, labels, cols=11).save(common.figure(ctx, f'{layer}.png'))
+  common.save_grid(ctx, f'{layer}.png', tiles, labels, cols=11)
   rf = f'{field.size[0]} px' if field else 'whole image'
   return {'m1_median': float(np.nanmedian(m1)), 'm1_share_above_1': float(np.mean(m1 > 1)),
           'units': units, 'receptive_field': rf, 'images': len(m1)}

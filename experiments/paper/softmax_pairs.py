@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from dgnam_jax import images
 from dgnam_jax.evaluation import stats
 from dgnam_jax.sweeps.requests import short_class_name
 from experiments.paper import common
@@ -73,9 +72,7 @@ def _grid(ctx, tag, shown, units) -> None:
         if int(row['unit']) == u and int(row['seed']) in seeds:
           tiles.append(r['photo'][i])
           labels.append(f'{u} {objective[:4]} s{row["seed"]}')
-  scale = max(1, 64 // tiles[0].shape[0])
-  images.grid(tiles, labels, cols=2 * len(seeds), scale=scale).save(
-      common.figure(ctx, f'{tag}_pairs.png'))
+  common.save_grid(ctx, f'{tag}_pairs.png', tiles, labels, cols=2 * len(seeds))
 
 
 def run(cfg, ctx: common.Context) -> dict:

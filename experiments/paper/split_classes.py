@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-from dgnam_jax import data, images
+from dgnam_jax import data
 from dgnam_jax.evaluation import stats
 from dgnam_jax.nets import small
 from dgnam_jax.training import classifier as classifier_lib
@@ -133,7 +133,7 @@ def _grid(ctx, prop, r, labels, c, new, names, has) -> None:
     for i in np.flatnonzero(labels == u)[:10]:
       tiles.append(r['photo'][i])
       text.append(f'{u} {"yes" if has[i] else "no"}')
-  images.grid(tiles, text, cols=10, scale=2).save(common.figure(ctx, f'{prop}.png'))
+  common.save_grid(ctx, f'{prop}.png', tiles, text, cols=10)
 
 
 def verdict(res: dict) -> str:

@@ -8,7 +8,6 @@ on EfficientNet-Lite1) comes from the real-ImageNet-nets report, quoted with its
 
 from __future__ import annotations
 
-from dgnam_jax import images
 from experiments.paper import common
 
 
@@ -40,9 +39,7 @@ def run(cfg, ctx: common.Context) -> dict:
                if int(row['unit']) == u and int(row['seed']) == seed0)
       tiles.append(r['photo'][i])
       labels.append(f'{u} {tag}')
-  scale = max(1, 64 // tiles[0].shape[0])
-  images.grid(tiles, labels, cols=2 * min(5, len(cfg.classes)), scale=scale).save(
-      common.figure(ctx, 'own_vs_other.png'))
+  common.save_grid(ctx, 'own_vs_other.png', tiles, labels, cols=2 * min(5, len(cfg.classes)))
   out['real_net'] = dict(cfg.real_net) if cfg.get('real_net') else None
   return out
 
